@@ -1,0 +1,93 @@
+"""The Lambda handler: routes and powertools decorators, nothing else.
+
+Handler: postback_relay.app.lambda_handler (HTTP API, payload format 2.0)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError
+from postback_relay.runtime import get_runtime, load_settings
+from postback_relay.sources import SOURCES
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+
+load_settings()  # fail at start, naming the setting, rather than on the first webhook
+
+
+@app.get("/health")
+def health() -> dict[str, str]:
+    """Liveness: answers without touching AWS or TrafficStars."""
+    return {"status": "ok"}
+
+
+@app.post("/webhooks/<source_name>")
+def webhook(source_name: str) -> Response[str]:
+    """Every platform's webhook: verify, record, forward."""
+    source = SOURCES.get(source_name)
+    if source is None:
+        return _json(404, {"error": "unknown_source", "message": f"no webhook source named {source_name!r}"})
+    logger.append_keys(source=source.name)
+    body = _raw_body(get_runtime().settings.max_body_bytes)
+    outcome = get_runtime().relay.handle(source, body, app.current_event.headers)
+    _record_metrics(source.name, outcome)
+    if outcome.conversion_id:
+        logger.append_keys(conversion_id=outcome.conversion_id)
+    logger.info("webhook handled", extra={"status": outcome.status, "http_status": outcome.http_status})
+    return _json(outcome.http_status, outcome.body)
+
+
+@app.exception_handler(RelayError)  # type: ignore[untyped-decorator]
+def relay_error(error: RelayError) -> Response[str]:
+    """Refusals and unavailable dependencies: a JSON error the sender (or its operator) can read."""
+    log = logger.error if error.http_status >= 500 else logger.warning
+    log("webhook refused", extra={"error": error.code, "reason": str(error), "http_status": error.http_status})
+    metrics.add_metric(name=f"Refused_{error.code}", unit=MetricUnit.Count, value=1)
+    return _json(error.http_status, {"error": error.code, "message": str(error)})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """API Gateway HTTP API entry point."""
+    return app.resolve(event, context)
+
+
+def _raw_body(limit: int) -> bytes:
+    """The exact bytes the platform signed: base64-decoded where API Gateway encoded them."""
+    event = app.current_event
+    body = event.body or ""
+    if len(body) > limit * 4 // 3 + 4:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    if not event.is_base64_encoded:
+        return body.encode("utf-8")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("body is marked base64 but does not decode") from None
+
+
+def _record_metrics(source: str, outcome: Outcome) -> None:
+    metrics.add_dimension(name="source", value=source)
+    metrics.add_metric(name=f"Outcome_{outcome.status}", unit=MetricUnit.Count, value=1)
+    for answer in outcome.answers:
+        metrics.add_metric(name="PostbackLatency", unit=MetricUnit.Milliseconds, value=answer.duration_ms)
+    if outcome.value is not None:
+        metrics.add_metric(name="ValueSent", unit=MetricUnit.Count, value=float(outcome.value))
+
+
+def _json(status: int, body: dict[str, Any]) -> Response[str]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))

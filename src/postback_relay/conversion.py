@@ -1,0 +1,92 @@
+"""The model every source maps into: a conversion to forward, a reversal to mark, or an event to ignore.
+
+A conversion's identity is the platform's own id of the purchase (a PaymentIntent, an invoice, an order),
+never the delivery or event id, so every delivery and every event type of one purchase is one conversion."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from postback_relay.money import Money
+
+CLICK_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
+MAX_RECORDED_CLICK_ID = 200
+
+ReversalKind = Literal["refunded", "partially_refunded", "charged_back"]
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A paid purchase, as reported by one event of one source."""
+
+    source: str
+    purchase_id: str
+    event_id: str
+    event_type: str
+    click_id: str | None
+    amount: Money | None
+    raw_click_id: str | None = None
+    livemode: bool = True
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        """The record key: source and purchase id, the same for every event of the purchase."""
+        return f"{self.source}#{self.purchase_id}"
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """A refund or chargeback of a purchase. TrafficStars has no reversal call: it is only recorded."""
+
+    source: str
+    purchase_ids: tuple[str, ...]
+    event_id: str
+    event_type: str
+    kind: ReversalKind
+    amount: Money | None = None
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """The record keys the original conversion may be stored under, most specific first."""
+        return tuple(f"{self.source}#{purchase_id}" for purchase_id in self.purchase_ids)
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """An event that is not a conversion (another type, an unpaid session): answered 200, nothing stored."""
+
+    event_type: str
+    reason: str
+
+
+ParsedEvent = Conversion | Reversal | Ignored
+
+
+def normalize_click_id(raw: object) -> str | None:
+    """The click id in TrafficStars' format (40 characters [0-9a-f], case-folded), or None."""
+    if not isinstance(raw, str):
+        return None
+    candidate = raw.strip().lower()
+    return candidate if CLICK_ID_PATTERN.fullmatch(candidate) else None
+
+
+def pick_click_id(candidates: list[object]) -> tuple[str | None, str | None]:
+    """The first valid click id among ``candidates`` (in priority order) and the first raw value present.
+
+    The raw value is kept, shortened, so an invalid click id can be seen in the record."""
+    present = [c for c in candidates if isinstance(c, str) and c.strip()]
+    first_raw = present[0].strip()[:MAX_RECORDED_CLICK_ID] if present else None
+    for candidate in present:
+        valid = normalize_click_id(candidate)
+        if valid is not None:
+            return valid, first_raw
+    return None, first_raw
+
+
+def lead_code(identity: str) -> str:
+    """A lead code derived from the identity alone, so every retry and duplicate sends the same one."""
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]

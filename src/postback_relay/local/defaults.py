@@ -1,0 +1,30 @@
+"""The embedded defaults of the local run (no AWS account, no Docker). Demo values only, never real ones."""
+
+from __future__ import annotations
+
+import os
+
+HOST = "127.0.0.1"
+TABLE_NAME = "postback-relay-local"
+SECRET_ID = "postback-relay/local"
+DEMO_TRAFFICSTARS_KEY = "local-demo-trafficstars-key"
+DEMO_STRIPE_WEBHOOK_SECRET = "whsec_local_demo_secret"
+
+# Each source's signing secret: secret-JSON field → environment variable that overrides the demo value.
+SECRET_FIELDS = {
+    "trafficstars_key": ("TRAFFICSTARS_KEY", DEMO_TRAFFICSTARS_KEY),
+    "stripe_webhook_secret": ("STRIPE_WEBHOOK_SECRET", DEMO_STRIPE_WEBHOOK_SECRET),
+}
+
+
+def secret_values() -> dict[str, str]:
+    """The local secret's JSON, each value taken from its environment variable when set."""
+    return {field: os.environ.get(variable, default) for field, (variable, default) in SECRET_FIELDS.items()}
+
+
+def port(variable: str, default: int) -> int:
+    """A port from the environment, with a clear error for a bad value."""
+    raw = os.environ.get(variable, str(default))
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"{variable} must be a TCP port number, got {raw!r}")
+    return int(raw)

@@ -1,0 +1,187 @@
+"""A local TrafficStars that answers exactly as the S2S tracking spec documents, over HTTPS on loopback.
+
+GET /api/v1/cpa/action/{click_id}?value=…&lead_code=…&key=… →
+  {"ok": true}; or {"error": {"msg": "invalid code" | "invalid key" | "invalid price value: '…'" |
+  "the price should be between 0.010 and 200.000" |
+  "The transfer of the lead_code is possible only with the https protocol"}}.
+It records every request (key redacted) and can be told to fail, so tests and `make run` can watch
+what the relay sends. Introspection: GET /__sandbox/requests, POST /__sandbox/reset."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from postback_relay.local.tls import LoopbackCertificate
+
+ACTION_PATH = re.compile(r"^/api/v1/cpa/action/(?P<click_id>[^/?]*)$")
+CLICK_ID = re.compile(r"^[0-9a-f]{40}$")
+HTTPS_ONLY = "The transfer of the lead_code is possible only with the https protocol"
+
+
+@dataclass(frozen=True)
+class Received:
+    """One postback as the sandbox saw it; ``key_matched`` instead of the key itself."""
+
+    click_id: str
+    params: dict[str, str]
+    key_matched: bool
+    http_status: int
+    answer: dict[str, Any]
+    at: float
+
+
+Fault = Callable[["Received"], "tuple[int, str] | None"]
+
+
+@dataclass
+class SandboxState:
+    """What the sandbox accepts and what it has seen; tests change ``fault`` and ``delay_seconds``."""
+
+    key: str
+    received: list[Received] = field(default_factory=list)
+    fault: Fault | None = None
+    delay_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def accepted(self) -> list[Received]:
+        """Postbacks answered {"ok": true}."""
+        with self.lock:
+            return [r for r in self.received if r.answer.get("ok") is True]
+
+    def reset(self) -> None:
+        """Forget what was received and stop any fault."""
+        with self.lock:
+            self.received.clear()
+        self.fault = None
+        self.delay_seconds = 0.0
+
+
+def answer_for(click_id: str, params: dict[str, str], key: str, https: bool) -> tuple[int, dict[str, Any]]:
+    """The spec's answer to one postback (HTTP 200 for ok, 400 for its errors)."""
+    if not CLICK_ID.fullmatch(click_id):
+        return 400, {"error": {"msg": "invalid code"}}
+    if "lead_code" in params and not https:
+        return 400, {"error": {"msg": HTTPS_ONLY}}
+    if ("lead_code" in params or "key" in params) and params.get("key") != key:
+        return 400, {"error": {"msg": "invalid key"}}
+    if "value" in params:
+        try:
+            value = Decimal(params["value"])
+        except InvalidOperation:
+            return 400, {"error": {"msg": f"invalid price value: '{params['value']}'"}}
+        if not value.is_finite():
+            return 400, {"error": {"msg": f"invalid price value: '{params['value']}'"}}
+        if not Decimal("0.01") <= value <= Decimal("200.0"):
+            return 400, {"error": {"msg": "the price should be between 0.010 and 200.000"}}
+    return 200, {"ok": True}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _SandboxServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        return  # the relay logs what matters; the key must not reach stderr from here either
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        parts = urlsplit(self.path)
+        if parts.path == "/__sandbox/requests":
+            with state.lock:
+                rows = [
+                    {
+                        "click_id": r.click_id,
+                        "params": r.params,
+                        "key_matched": r.key_matched,
+                        "http_status": r.http_status,
+                        "answer": r.answer,
+                        "at": r.at,
+                    }
+                    for r in state.received
+                ]
+            self._reply(200, json.dumps(rows))
+            return
+        match = ACTION_PATH.match(parts.path)
+        if match is None:
+            self._reply(404, json.dumps({"error": {"msg": "not found"}}))
+            return
+        if state.delay_seconds:
+            time.sleep(state.delay_seconds)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        click_id = match.group("click_id")
+        status, answer = answer_for(click_id, params, state.key, self.server.https)
+        key_matched = params.get("key") == state.key
+        shown = {k: ("***" if k == "key" else v) for k, v in params.items()}
+        received = Received(click_id, shown, key_matched, status, answer, time.time())
+        fault = state.fault(received) if state.fault else None
+        if fault is not None:
+            status, body = fault
+            received = Received(click_id, shown, key_matched, status, {"fault": body}, time.time())
+            with state.lock:
+                state.received.append(received)
+            self._reply(status, body)
+            return
+        with state.lock:
+            state.received.append(received)
+        self._reply(status, json.dumps(answer))
+
+    def do_POST(self) -> None:
+        if urlsplit(self.path).path == "/__sandbox/reset":
+            self.server.state.reset()
+            self._reply(200, json.dumps({"ok": True}))
+            return
+        self._reply(405, json.dumps({"error": {"msg": "method not allowed"}}))
+
+    def _reply(self, status: int, body: str) -> None:
+        payload = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class _SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: SandboxState, https: bool) -> None:
+        super().__init__(address, _Handler)
+        self.state = state
+        self.https = https
+
+
+class TrafficStarsSandbox:
+    """The sandbox server, run in a background thread."""
+
+    def __init__(
+        self, key: str, certificate: LoopbackCertificate | None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.state = SandboxState(key=key)
+        self._server = _SandboxServer((host, port), self.state, https=certificate is not None)
+        if certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certificate.cert_file, certificate.key_file)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="trafficstars-sandbox", daemon=True)
+        scheme = "https" if certificate is not None else "http"
+        self.base_url = f"{scheme}://{host}:{self._server.server_address[1]}/api/v1/cpa/action"
+
+    def start(self) -> TrafficStarsSandbox:
+        """Start serving; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()

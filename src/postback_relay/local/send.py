@@ -1,0 +1,106 @@
+"""Sign a sample event from events/ with the current time and POST it to the local (or a deployed) relay,
+then show the answer and, for the local run, the conversion's record and what TrafficStars received.
+
+    python -m postback_relay.local.send events/stripe/checkout.session.completed.json [--url URL]
+    python -m postback_relay.local.send --write events/stripe/*.json   # refresh signatures in place
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from postback_relay.local import defaults
+from postback_relay.local.signing import SIGNERS, sign
+
+
+def _source(event: dict[str, Any]) -> str:
+    path = str(event.get("rawPath", ""))
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if name not in SIGNERS:
+        raise SystemExit(f"{path}: no signer for this route (known: {', '.join(SIGNERS)})")
+    return name
+
+
+def _body(event: dict[str, Any]) -> bytes:
+    raw = event.get("body") or ""
+    return base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode("utf-8")
+
+
+def resign(event: dict[str, Any], timestamp: int | None = None) -> dict[str, Any]:
+    """The event with fresh signature headers, made with the local secret (or its environment override)."""
+    source = _source(event)
+    field, _ = SIGNERS[source]
+    secret = defaults.secret_values()[field]
+    headers = dict(event.get("headers", {}))
+    for name, value in sign(source, _body(event), secret, timestamp).items():
+        headers[name.lower()] = value
+    return {**event, "headers": headers}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("events", nargs="+", type=Path, help="API Gateway event files from events/")
+    parser.add_argument(
+        "--url",
+        default=f"http://{defaults.HOST}:{defaults.port('PORT', 3000)}",
+        help="base URL of the relay (default: the local run)",
+    )
+    parser.add_argument("--write", action="store_true", help="rewrite the files with fresh signatures, send nothing")
+    args = parser.parse_args(argv)
+    for path in args.events:
+        event = resign(json.loads(path.read_text(encoding="utf-8")))
+        if args.write:
+            path.write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")
+            print(f"re-signed {path}")
+            continue
+        headers = {k: v for k, v in event["headers"].items() if k not in ("host", "content-length")}
+        method = event["requestContext"]["http"]["method"]
+        response = requests.request(
+            method, args.url.rstrip("/") + event["rawPath"], data=_body(event), headers=headers, timeout=15
+        )
+        print(f"{method} {event['rawPath']} -> {response.status_code} {response.text}")
+        _show_local_state(response)
+    return 0
+
+
+def _show_local_state(response: requests.Response) -> None:
+    try:
+        conversion_id = response.json().get("conversion_id")
+    except ValueError:
+        return
+    moto = f"http://{defaults.HOST}:{defaults.port('MOTO_PORT', 5005)}"
+    if not conversion_id:
+        return
+    try:
+        import boto3
+
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=moto,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        item = client.get_item(TableName=defaults.TABLE_NAME, Key={"pk": {"S": conversion_id}}).get("Item")
+    except Exception as exc:  # noqa: BLE001 - the record is a courtesy; the answer above is what matters
+        print(f"(record not shown: {type(exc).__name__})", file=sys.stderr)
+        return
+    if item:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        record = {k: TypeDeserializer().deserialize(v) for k, v in sorted(item.items())}
+        print("record:", json.dumps(record, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Money: minor units, ISO 4217 exponents (with each platform's quirks), FX to the account currency,
+the value policy and TrafficStars' accepted price range. Pure functions over ``Decimal``; no floats."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Literal
+
+# ISO 4217 minor-unit exponents that differ from the usual 2 (ISO data of 2026-01-01).
+ISO_EXPONENTS: Mapping[str, int] = {
+    **dict.fromkeys(
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
+        0,
+    ),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+    **dict.fromkeys(["CLF", "UYW"], 4),
+}
+
+# Stripe's own table (docs.stripe.com/currencies): MGA is zero-decimal at Stripe but 2 in ISO; ISK amounts are
+# sent "with two decimals" although ISO gives it 0. Everything else follows ISO.
+STRIPE_EXPONENTS: Mapping[str, int] = {**ISO_EXPONENTS, "MGA": 0, "ISK": 2}
+
+# TrafficStars answers "the price should be between 0.010 and 200.000" outside this range.
+MIN_VALUE = Decimal("0.01")
+MAX_VALUE = Decimal("200.0")
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount in major units of an upper-case ISO currency code."""
+
+    amount: Decimal
+    currency: str
+
+
+def exponent(currency: str, table: Mapping[str, int] = ISO_EXPONENTS) -> int:
+    """Number of decimal places of ``currency`` in ``table`` (2 when the table does not list it)."""
+    return table.get(currency.upper(), 2)
+
+
+def from_minor_units(amount: int, currency: str, table: Mapping[str, int] = ISO_EXPONENTS) -> Money:
+    """Turn an integer amount in minor units (cents, or yen for JPY) into major units."""
+    code = currency.upper()
+    return Money(Decimal(amount).scaleb(-exponent(code, table)), code)
+
+
+def from_major_units(amount: str, currency: str) -> Money:
+    """Parse a decimal string in major units ("19.99"), as Shopify and WooCommerce send them."""
+    try:
+        value = Decimal(amount)
+    except (InvalidOperation, TypeError) as exc:
+        raise ValueError(f"not a decimal amount: {amount!r}") from exc
+    if not value.is_finite():
+        raise ValueError(f"not a finite amount: {amount!r}")
+    return Money(value, currency.upper())
+
+
+def to_account_currency(money: Money, account_currency: str, rates: Mapping[str, Decimal]) -> Decimal | None:
+    """Convert to the account currency with ``rates`` (account-currency units per one unit of the key).
+
+    Returns None for a currency the table does not know: a missing value is better than a wrong one."""
+    if money.currency == account_currency:
+        return money.amount
+    rate = rates.get(money.currency)
+    if rate is None:
+        return None
+    return money.amount * rate
+
+
+PolicyKind = Literal["amount", "fixed", "percent", "none"]
+RangeAction = Literal["clamp", "omit"]
+
+
+@dataclass(frozen=True)
+class ValuePolicy:
+    """What the postback's ``value`` is: the sale amount, a fixed payout, a share of the amount, or nothing."""
+
+    kind: PolicyKind = "amount"
+    fixed: Decimal = Decimal("0")
+    percent: Decimal = Decimal("100")
+    out_of_range: RangeAction = "clamp"
+
+
+@dataclass(frozen=True)
+class ValueDecision:
+    """The value to send (None: send no ``value``) and, when it differs from the plain amount, why."""
+
+    value: Decimal | None
+    note: str | None = None
+
+
+def decide_value(
+    money: Money | None,
+    policy: ValuePolicy,
+    account_currency: str,
+    rates: Mapping[str, Decimal],
+) -> ValueDecision:
+    """Apply the value policy, currency conversion and TrafficStars' 0.01–200.0 range to a sale amount."""
+    if policy.kind == "none":
+        return ValueDecision(None, "value_policy_none")
+    if policy.kind == "fixed":
+        return _fit_range(policy.fixed, policy.out_of_range, None)
+    if money is None:
+        return ValueDecision(None, "no_amount")
+    converted = to_account_currency(money, account_currency, rates)
+    if converted is None:
+        return ValueDecision(None, f"unknown_currency:{money.currency}")
+    note = None if money.currency == account_currency else f"converted_from:{money.currency}"
+    if policy.kind == "percent":
+        converted = converted * policy.percent / Decimal(100)
+    return _fit_range(converted, policy.out_of_range, note)
+
+
+def _fit_range(value: Decimal, action: RangeAction, note: str | None) -> ValueDecision:
+    rounded = value.quantize(CENT, rounding=ROUND_HALF_UP)
+    if MIN_VALUE <= rounded <= MAX_VALUE:
+        return ValueDecision(rounded, note)
+    if action == "omit":
+        return ValueDecision(None, _join(note, f"out_of_range_omitted:{format_value(rounded)}"))
+    bounded = MIN_VALUE if rounded < MIN_VALUE else MAX_VALUE
+    return ValueDecision(bounded, _join(note, f"out_of_range_clamped:{format_value(rounded)}"))
+
+
+def _join(first: str | None, second: str) -> str:
+    return second if first is None else f"{first};{second}"
+
+
+def format_value(value: Decimal) -> str:
+    """Render a value with exactly two decimals, the way the postback and the record carry it."""
+    return format(value.quantize(CENT, rounding=ROUND_HALF_UP), "f")

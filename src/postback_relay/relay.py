@@ -1,0 +1,271 @@
+"""The relay's logic, between the HTTP handler and the adapters: verify → parse → record → send → record.
+
+Invariants kept here: a 2xx only after the record is durable; one successful GET per identity; unsigned
+input changes nothing; the key never leaves the TrafficStars client and the secret store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from postback_relay.conversion import Conversion, Ignored, Reversal, lead_code
+from postback_relay.money import decide_value, format_value
+from postback_relay.secret_store import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
+from postback_relay.settings import Settings
+from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch, WebhookSource
+from postback_relay.store import NOT_FORWARDED, Claim, ConversionStore, StoreUnavailable, iso_timestamp
+from postback_relay.trafficstars import Answer, Postback, TrafficStarsClient
+
+logger = Logger(child=True)
+
+STATUS_BY_ANSWER = {"ok": "sent", "rejected": "rejected", "invalid_key": "rejected", "retryable": "retry_pending"}
+
+
+class RelayError(Exception):
+    """A request the relay answers with an error status and a JSON body ``{"error": code, "message": …}``."""
+
+    http_status = 500
+    code = "internal_error"
+
+
+class Unauthorized(RelayError):
+    http_status, code = 401, "invalid_signature"
+
+
+class BadRequest(RelayError):
+    http_status, code = 400, "malformed_body"
+
+
+class PayloadTooLarge(RelayError):
+    http_status, code = 413, "body_too_large"
+
+
+class SourceNotConfigured(RelayError):
+    http_status, code = 503, "source_not_configured"
+
+
+class Unavailable(RelayError):
+    http_status, code = 503, "temporarily_unavailable"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one webhook ended: the HTTP answer, and the figures the handler turns into metrics and logs."""
+
+    http_status: int
+    status: str
+    body: dict[str, Any]
+    conversion_id: str | None = None
+    answers: tuple[Answer, ...] = field(default_factory=tuple)
+    value: Decimal | None = None
+
+
+class Relay:
+    """Turns one verified webhook into at most one postback, with a durable record of what happened."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: SecretStore,
+        store: ConversionStore,
+        client: TrafficStarsClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._secrets = secrets
+        self._store = store
+        self._client = client
+        self._clock = clock
+
+    def handle(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> Outcome:
+        """Process one webhook delivery; raises RelayError for answers that are not a processed event."""
+        if len(raw_body) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"body is larger than {self.settings.max_body_bytes} bytes")
+        secrets = self._verified_secrets(source, raw_body, headers)
+        try:
+            payload = json.loads(raw_body)
+        except ValueError:
+            raise BadRequest("body is not valid JSON") from None
+        try:
+            event = source.parse(payload, self.settings)
+        except MalformedEvent as exc:
+            raise BadRequest(str(exc)) from None
+        if isinstance(event, Ignored):
+            logger.info("event ignored", extra={"event_type": event.event_type, "reason": event.reason})
+            return Outcome(200, "ignored", {"status": "ignored", "reason": event.reason})
+        try:
+            if isinstance(event, Reversal):
+                return self._reverse(event)
+            return self._convert(event, secrets)
+        except StoreUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+
+    def _verified_secrets(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> RelaySecrets:
+        secrets = self._current_secrets()
+        signing = secrets.signing_secrets(source.secret_field)
+        if not signing:
+            refreshed = self._secrets.refresh()  # the key may have been added since the cache was filled
+            if refreshed is None or not refreshed.signing_secrets(source.secret_field):
+                raise SourceNotConfigured(f"the secret has no {source.secret_field}: {source.name} is not set up")
+            secrets, signing = refreshed, refreshed.signing_secrets(source.secret_field)
+        now = self._clock()
+        tolerance = self.settings.signature_tolerance_seconds
+        try:
+            source.verify(raw_body, headers, signing, now, tolerance)
+            return secrets
+        except SignatureMismatch as exc:
+            refreshed = self._secrets.refresh()  # a rotated signing secret is picked up here
+            if refreshed is None or refreshed.signing_secrets(source.secret_field) == signing:
+                raise Unauthorized(str(exc)) from None
+        except SignatureError as exc:
+            raise Unauthorized(str(exc)) from None
+        try:
+            source.verify(raw_body, headers, refreshed.signing_secrets(source.secret_field), now, tolerance)
+        except SignatureError as exc:
+            raise Unauthorized(str(exc)) from None
+        return refreshed
+
+    def _current_secrets(self) -> RelaySecrets:
+        try:
+            return self._secrets.get()
+        except SecretUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+
+    def _convert(self, conversion: Conversion, secrets: RelaySecrets) -> Outcome:
+        pk = conversion.identity
+        status = self._initial_status(conversion)
+        fields = self._record_fields(conversion, status)
+        lease = self.settings.send_lease_seconds
+        begun = self._store.begin(pk, fields, conversion.event_id, conversion.event_type, lease)
+        if begun.created:
+            if begun.claim is None:
+                logger.info("conversion recorded, not forwarded", extra={"conversion_id": pk, "status": status})
+                return Outcome(200, status, {"status": status, "conversion_id": pk}, pk)
+            return self._send(pk, begun.claim, secrets)
+        existing = begun.existing or {}
+        existing_status = str(existing.get("status"))
+        claim: Claim | None = None
+        if existing_status in NOT_FORWARDED and status == "sending":
+            # Stripe fires payment_intent.succeeded before checkout.session.completed; only the later one may
+            # carry the click id (client_reference_id). The record is upgraded, never duplicated.
+            upgrade = {k: v for k, v in fields.items() if k not in ("status", "source", "purchase_id")}
+            claim = self._store.claim(pk, lease, upgrade=upgrade)
+        elif existing_status == "retry_pending" or (
+            existing_status == "sending" and float(existing.get("lease_until", 0)) < self._clock()
+        ):
+            claim = self._store.claim(pk, lease)
+        if claim is not None:
+            return self._send(pk, claim, secrets)
+        logger.info("duplicate delivery", extra={"conversion_id": pk, "conversion_status": existing_status})
+        body = {"status": "duplicate", "conversion_id": pk, "conversion_status": existing_status}
+        return Outcome(200, "duplicate", body, pk)
+
+    def _initial_status(self, conversion: Conversion) -> str:
+        if not conversion.livemode and not self.settings.forward_test_events:
+            return "test_mode"
+        if conversion.click_id is None:
+            return "invalid_click_id" if conversion.raw_click_id else "no_click_id"
+        return "sending"
+
+    def _record_fields(self, conversion: Conversion, status: str) -> dict[str, Any]:
+        settings = self.settings
+        decision = decide_value(conversion.amount, settings.value_policy, settings.account_currency, settings.fx_rates)
+        fields: dict[str, Any] = {
+            "source": conversion.source,
+            "purchase_id": conversion.purchase_id,
+            "status": status,
+            "first_event_id": conversion.event_id,
+            "livemode": conversion.livemode,
+            "click_id": conversion.click_id,
+            "raw_click_id": conversion.raw_click_id if conversion.click_id is None else None,
+            "amount": format(conversion.amount.amount, "f") if conversion.amount else None,
+            "currency": conversion.amount.currency if conversion.amount else None,
+            "value": format_value(decision.value) if decision.value is not None else None,
+            "value_currency": settings.account_currency if decision.value is not None else None,
+            "value_note": decision.note,
+            **{f"detail_{name}": value for name, value in conversion.details.items()},
+        }
+        if conversion.click_id is not None:
+            code = lead_code(conversion.identity)
+            fields["lead_code"] = code
+            fields["postback_url"] = self._client.redacted_url(Postback(conversion.click_id, code, decision.value))
+        return fields
+
+    def _send(self, pk: str, claim: Claim, secrets: RelaySecrets) -> Outcome:
+        record = claim.record
+        value = record.get("value")
+        postback = Postback(str(record["click_id"]), str(record["lead_code"]), Decimal(value) if value else None)
+        try:
+            key = secrets.trafficstars_key
+        except SecretKeyMissing as exc:
+            answers: tuple[Answer, ...] = (Answer("retryable", None, str(exc), "key_missing"),)
+        else:
+            answer = self._client.send(postback, key)
+            answers = (answer,)
+            if answer.kind == "invalid_key":
+                refreshed = self._secrets.refresh()  # the key may have been rotated in Secrets Manager
+                if refreshed is not None and refreshed.trafficstars_key != key:
+                    answers += (self._client.send(postback, refreshed.trafficstars_key),)
+        final = answers[-1]
+        status = STATUS_BY_ANSWER[final.kind]
+        now = self._clock()
+        fields: dict[str, Any] = {
+            "trafficstars_http_status": final.http_status,
+            "trafficstars_answer": final.message,
+            "trafficstars_reason": final.reason,
+            "last_attempt_at": iso_timestamp(now),
+        }
+        if status == "sent":
+            fields["sent_at"] = iso_timestamp(now)
+        attempts = [
+            {
+                "at": iso_timestamp(now),
+                "outcome": a.kind,
+                "http_status": a.http_status,
+                "message": a.message,
+                "duration_ms": a.duration_ms,
+            }
+            for a in answers
+        ]
+        try:
+            recorded = self._store.finish(
+                pk, claim, status, {k: v for k, v in fields.items() if v is not None}, attempts
+            )
+        except StoreUnavailable as exc:
+            recorded = False
+            logger.error("outcome not recorded", extra={"conversion_id": pk, "status": status, "error": str(exc)})
+        if not recorded:
+            logger.warning("outcome not recorded under the claim", extra={"conversion_id": pk, "status": status})
+        log = logger.warning if status != "sent" else logger.info
+        log(
+            "postback " + status,
+            extra={
+                "conversion_id": pk,
+                "trafficstars_answer": final.message,
+                "trafficstars_http_status": final.http_status,
+            },
+        )
+        body: dict[str, Any] = {"status": status, "conversion_id": pk}
+        if status == "rejected":
+            body["reason"] = final.message
+        http_status = 503 if status == "retry_pending" else 200
+        sent_value = postback.value if status == "sent" else None
+        return Outcome(http_status, status, body, pk, answers, sent_value)
+
+    def _reverse(self, reversal: Reversal) -> Outcome:
+        fields = {
+            "reversal_amount": format(reversal.amount.amount, "f") if reversal.amount else None,
+            "reversal_currency": reversal.amount.currency if reversal.amount else None,
+        }
+        pk = self._store.mark_reversal(reversal.identities, reversal.kind, reversal.event_id, fields)
+        if pk is None:
+            reason = "no recorded purchase for this reversal"
+            return Outcome(200, "ignored", {"status": "ignored", "reason": reason})
+        logger.info("conversion reversed", extra={"conversion_id": pk, "reversal": reversal.kind})
+        return Outcome(200, reversal.kind, {"status": reversal.kind, "conversion_id": pk}, pk)

@@ -1,0 +1,79 @@
+"""Composition root: settings validated at start, and the adapters built once per container."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from postback_relay.relay import Relay
+from postback_relay.settings import Settings
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything a request needs, created on first use and reused by every warm invocation."""
+
+    settings: Settings
+    relay: Relay
+
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+_runtime: Runtime | None = None
+
+
+def load_settings() -> Settings:
+    """Validate the environment once; raises SettingsError naming the bad setting."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def get_runtime() -> Runtime:
+    """The container's runtime; AWS clients and the HTTP session are created on the first request."""
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = build_runtime(load_settings())
+    return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget settings and clients, so the next request reads the environment again (tests, local run)."""
+    global _settings, _runtime
+    with _lock:
+        _settings, _runtime = None, None
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Wire the adapters: botocore retries bounded so a throttled dependency turns into a quick 5xx."""
+    import boto3
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    from botocore.config import Config
+
+    from postback_relay.secret_store import SecretStore
+    from postback_relay.store import ConversionStore
+    from postback_relay.trafficstars import TrafficStarsClient
+
+    aws_config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=3,
+        tcp_keepalive=True,
+    )
+    session = boto3.session.Session()
+    dynamodb = session.client("dynamodb", config=aws_config)
+    secretsmanager = session.client("secretsmanager", config=aws_config)
+    secrets = SecretStore(
+        settings.secret_id,
+        SecretsProvider(boto3_client=secretsmanager),
+        settings.secret_max_age_seconds,
+        settings.secret_refresh_min_interval_seconds,
+    )
+    store = ConversionStore(dynamodb, settings.table_name, settings.retention_days)
+    client = TrafficStarsClient(
+        settings.trafficstars_url, settings.connect_timeout_seconds, settings.read_timeout_seconds
+    )
+    return Runtime(settings, Relay(settings, secrets, store, client))

@@ -1,0 +1,125 @@
+"""The relay's secret (TrafficStars key, signing secrets) from Secrets Manager, cached in memory only.
+
+Cached with a max age through powertools Parameters; refetched at once when a signature fails to verify or
+TrafficStars answers `invalid key`, so a rotated secret is picked up without a redeploy. Forced refetches are
+spaced by a minimum interval so unsigned junk cannot turn into a Secrets Manager call per request."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
+TRAFFICSTARS_KEY = "trafficstars_key"
+
+
+class SecretUnavailable(Exception):
+    """The secret could not be read and nothing usable is cached. Answered 503 so the sender retries."""
+
+
+class SecretKeyMissing(Exception):
+    """The secret has no value under a key a source or the postback needs."""
+
+
+class RelaySecrets:
+    """The decoded secret JSON. Its repr never shows a value."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __repr__(self) -> str:
+        return f"RelaySecrets(keys={sorted(self._values)})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RelaySecrets) and other._values == self._values
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def trafficstars_key(self) -> str:
+        """The TrafficStars S2S key."""
+        value = self._values.get(TRAFFICSTARS_KEY)
+        if not isinstance(value, str) or not value:
+            raise SecretKeyMissing(f"the secret has no {TRAFFICSTARS_KEY}")
+        return value
+
+    def signing_secrets(self, field: str) -> list[str]:
+        """A source's signing secrets: one string, or a list of them while a secret is being rolled."""
+        value = self._values.get(field)
+        if isinstance(value, str):
+            return [value] if value else []
+        if isinstance(value, list):
+            return [item for item in value if isinstance(item, str) and item]
+        return []
+
+    def values(self) -> list[str]:
+        """Every secret string held, for scrubbing them out of anything written."""
+        found: list[str] = []
+        for value in self._values.values():
+            found.extend([value] if isinstance(value, str) else [v for v in value if isinstance(v, str)])
+        return [value for value in found if value]
+
+
+class SecretStore:
+    """One cached secret per container."""
+
+    def __init__(
+        self,
+        secret_id: str,
+        provider: SecretsProvider,
+        max_age_seconds: int,
+        refresh_min_interval_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._secret_id = secret_id
+        self._provider = provider
+        self._max_age = max_age_seconds
+        self._refresh_min_interval = refresh_min_interval_seconds
+        self._clock = clock
+        self._last_good: RelaySecrets | None = None
+        self._last_forced: float | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> RelaySecrets:
+        """The secret, from the cache while it is younger than the max age."""
+        return self._fetch(force=False)
+
+    def refresh(self) -> RelaySecrets | None:
+        """Refetch now, unless the last forced refetch was too recent (then None)."""
+        with self._lock:
+            now = self._clock()
+            if self._last_forced is not None and now - self._last_forced < self._refresh_min_interval:
+                return None
+            self._last_forced = now
+        return self._fetch(force=True)
+
+    def _fetch(self, force: bool) -> RelaySecrets:
+        try:
+            raw = self._provider.get(self._secret_id, max_age=self._max_age, force_fetch=force)
+        except (GetParameterError, TransformParameterError) as exc:
+            if self._last_good is not None:
+                return self._last_good  # Secrets Manager is down: the last value that worked still works.
+            raise SecretUnavailable(f"cannot read secret {self._secret_id}: {type(exc).__name__}") from None
+        secrets = RelaySecrets(_decode(raw, self._secret_id))
+        self._last_good = secrets
+        return secrets
+
+
+def _decode(raw: Any, secret_id: str) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise SecretUnavailable(f"secret {secret_id} is not a JSON object") from None
+    if not isinstance(raw, dict):
+        raise SecretUnavailable(f"secret {secret_id} is not a JSON object")
+    return raw

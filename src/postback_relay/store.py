@@ -1,0 +1,301 @@
+"""The DynamoDB record of each conversion: one item per identity, written before anything is sent.
+
+Every write is a single conditional UpdateItem, so a duplicate costs one call and two concurrent deliveries
+of one purchase cannot both win: the first creates the item already claimed for sending; the others see it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+FINAL_STATUSES = frozenset({"sent", "rejected", "failed", "refunded", "charged_back"})
+NOT_FORWARDED = frozenset({"no_click_id", "invalid_click_id", "test_mode"})
+CLAIMABLE = ("retry_pending",)
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class StoreUnavailable(Exception):
+    """DynamoDB could not be written; the webhook is answered 5xx so the sender retries."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right to send one conversion until ``lease_until``; outcomes are written only under it."""
+
+    token: str
+    lease_until: float
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Begin:
+    """The result of recording a delivery: the claim if this delivery created the record, else the record."""
+
+    created: bool
+    claim: Claim | None
+    existing: dict[str, Any] | None
+
+
+class ConversionStore:
+    """Data access for the conversions table."""
+
+    def __init__(
+        self, client: Any, table_name: str, retention_days: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._retention_seconds = retention_days * 86_400
+        self._clock = clock
+
+    def begin(self, pk: str, fields: Mapping[str, Any], event_id: str, event_type: str, lease_seconds: int) -> Begin:
+        """Create the record for a delivery (claimed for sending when ``fields['status']`` is ``sending``),
+        or, if it exists, only note the event on it and return the record as it was."""
+        now = self._clock()
+        token = uuid.uuid4().hex
+        initial = dict(fields)
+        initial.update(received_at=iso_timestamp(now), attempts=0, deliveries=0)
+        if initial["status"] == "sending":
+            initial.update(lease_token=token, lease_until=now + lease_seconds, attempts=1)
+        names: dict[str, str] = {"#event_ids": "event_ids", "#event_types": "event_types", "#deliveries": "deliveries"}
+        values: dict[str, Any] = {":event_id": {event_id}, ":event_type": {event_type}, ":one": 1}
+        assignments: list[str] = []
+        for index, (name, value) in enumerate(initial.items()):
+            if value is None or name == "deliveries":
+                continue
+            names[f"#f{index}"] = name
+            values[f":f{index}"] = value
+            assignments.append(f"#f{index} = if_not_exists(#f{index}, :f{index})")
+        names.update({"#updated_at": "updated_at", "#expires_at": "expires_at"})
+        values.update({":updated_at": iso_timestamp(now), ":expires_at": int(now) + self._retention_seconds})
+        assignments += ["#updated_at = :updated_at", "#expires_at = :expires_at"]
+        old = self._update(
+            pk,
+            "SET " + ", ".join(assignments) + " ADD #event_ids :event_id, #event_types :event_type, #deliveries :one",
+            names,
+            values,
+            return_values="ALL_OLD",
+        )
+        if old is None:
+            return Begin(False, None, None)  # unreachable: an unconditional update always succeeds
+        if not old:
+            record = {**initial, "pk": pk, "deliveries": 1}
+            claim = Claim(token, initial["lease_until"], record) if initial["status"] == "sending" else None
+            return Begin(True, claim, None)
+        return Begin(False, None, old)
+
+    def claim(self, pk: str, lease_seconds: int, upgrade: Mapping[str, Any] | None = None) -> Claim | None:
+        """Take the right to send: from ``retry_pending``, from ``sending`` whose lease has expired, or (with
+        ``upgrade``, the fields of a later event that has a click id) from ``no_click_id``/``invalid_click_id``."""
+        now = self._clock()
+        token = uuid.uuid4().hex
+        names = {
+            "#status": "status",
+            "#lease_token": "lease_token",
+            "#lease_until": "lease_until",
+            "#attempts": "attempts",
+            "#updated_at": "updated_at",
+        }
+        values: dict[str, Any] = {
+            ":sending": "sending",
+            ":retry": "retry_pending",
+            ":now": now,
+            ":token": token,
+            ":until": now + lease_seconds,
+            ":one": 1,
+            ":updated_at": iso_timestamp(now),
+        }
+        assignments = [
+            "#status = :sending",
+            "#lease_token = :token",
+            "#lease_until = :until",
+            "#updated_at = :updated_at",
+        ]
+        if upgrade:
+            condition = "#status IN (:no_click_id, :invalid_click_id)"
+            values.update({":no_click_id": "no_click_id", ":invalid_click_id": "invalid_click_id"})
+            for index, (name, value) in enumerate(upgrade.items()):
+                names[f"#u{index}"] = name
+                values[f":u{index}"] = value
+                assignments.append(f"#u{index} = :u{index}")
+        else:
+            condition = "#status = :retry OR (#status = :sending AND #lease_until < :now)"
+        record = self._update(
+            pk,
+            "SET " + ", ".join(assignments) + " ADD #attempts :one",
+            names,
+            values,
+            condition=condition,
+            return_values="ALL_NEW",
+        )
+        if record is None:
+            return None
+        return Claim(token, values[":until"], record)
+
+    def finish(
+        self, pk: str, claim: Claim, status: str, fields: Mapping[str, Any], attempts: list[dict[str, Any]]
+    ) -> bool:
+        """Write an attempt's outcome under the claim; False if the lease was lost (another sender holds it)."""
+        now = self._clock()
+        names = {
+            "#status": "status",
+            "#lease_token": "lease_token",
+            "#lease_until": "lease_until",
+            "#attempt_log": "attempt_log",
+            "#updated_at": "updated_at",
+        }
+        values: dict[str, Any] = {
+            ":status": status,
+            ":token": claim.token,
+            ":entry": attempts,
+            ":empty": [],
+            ":updated_at": iso_timestamp(now),
+        }
+        assignments = [
+            "#status = :status",
+            "#updated_at = :updated_at",
+            "#attempt_log = list_append(if_not_exists(#attempt_log, :empty), :entry)",
+        ]
+        for index, (name, value) in enumerate(fields.items()):
+            names[f"#o{index}"] = name
+            values[f":o{index}"] = value
+            assignments.append(f"#o{index} = :o{index}")
+        result = self._update(
+            pk,
+            "SET " + ", ".join(assignments) + " REMOVE #lease_token, #lease_until",
+            names,
+            values,
+            condition="#lease_token = :token",
+            return_values="NONE",
+        )
+        return result is not None
+
+    def mark_reversal(self, pks: tuple[str, ...], kind: str, event_id: str, fields: Mapping[str, Any]) -> str | None:
+        """Mark the first existing record among ``pks`` as refunded/charged back; returns its key or None.
+
+        A partial refund is noted without changing the status; a full refund or chargeback also stops a
+        conversion that has not been sent yet from ever being sent."""
+        now = self._clock()
+        for pk in pks:
+            names = {
+                "#reversal_kind": "reversal_kind",
+                "#reversal_event_id": "reversal_event_id",
+                "#reversed_at": "reversed_at",
+                "#event_ids": "event_ids",
+                "#updated_at": "updated_at",
+                "#pk": "pk",
+            }
+            values: dict[str, Any] = {
+                ":kind": kind,
+                ":event_id": event_id,
+                ":at": iso_timestamp(now),
+                ":ids": {event_id},
+                ":updated_at": iso_timestamp(now),
+            }
+            assignments = [
+                "#reversal_kind = :kind",
+                "#reversal_event_id = :event_id",
+                "#reversed_at = :at",
+                "#updated_at = :updated_at",
+            ]
+            if kind != "partially_refunded":
+                names.update({"#status": "status", "#status_before_reversal": "status_before_reversal"})
+                values[":status"] = kind
+                assignments += [
+                    "#status_before_reversal = if_not_exists(#status_before_reversal, #status)",
+                    "#status = :status",
+                ]
+            for index, (name, value) in enumerate(fields.items()):
+                if value is None:
+                    continue
+                names[f"#r{index}"] = name
+                values[f":r{index}"] = value
+                assignments.append(f"#r{index} = :r{index}")
+            result = self._update(
+                pk,
+                "SET " + ", ".join(assignments) + " ADD #event_ids :ids",
+                names,
+                values,
+                condition="attribute_exists(#pk)",
+                return_values="NONE",
+            )
+            if result is not None:
+                return pk
+        return None
+
+    def get(self, pk: str) -> dict[str, Any] | None:
+        """The record, read consistently (used by tests and operators)."""
+        try:
+            response = self._client.get_item(TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"DynamoDB get_item failed: {_error_code(exc)}") from None
+        item = response.get("Item")
+        return _from_item(item) if item else None
+
+    def _update(
+        self,
+        pk: str,
+        expression: str,
+        names: Mapping[str, str],
+        values: Mapping[str, Any],
+        *,
+        condition: str | None = None,
+        return_values: str,
+    ) -> dict[str, Any] | None:
+        """One UpdateItem. Returns the returned attributes ({} if none), or None when the condition failed."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": pk}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": dict(names),
+            "ExpressionAttributeValues": {
+                name: _serializer.serialize(_storable(value)) for name, value in values.items()
+            },
+            "ReturnValues": return_values,
+        }
+        if condition:
+            request["ConditionExpression"] = condition
+        try:
+            response = self._client.update_item(**request)
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise StoreUnavailable(f"DynamoDB update_item failed: {_error_code(exc)}") from None
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"DynamoDB update_item failed: {type(exc).__name__}") from None
+        return _from_item(response.get("Attributes") or {})
+
+
+def _storable(value: Any) -> Any:
+    """DynamoDB numbers are Decimals: floats (timestamps, durations) are converted, recursively."""
+    if isinstance(value, float):
+        return Decimal(str(round(value, 3)))
+    if isinstance(value, dict):
+        return {key: _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
+
+
+def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    return type(exc).__name__
+
+
+def iso_timestamp(epoch: float) -> str:
+    """UTC ISO-8601 with milliseconds, the form every timestamp in a record has."""
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,162 @@
+"""The TrafficStars S2S postback: URL building, the GET, reading every answer the spec lists, key redaction.
+
+Spec: GET {base}/{click_id}?value={price}&lead_code={code}&key={key} over HTTPS. Answers are JSON:
+{"ok": true}, or {"error": {"msg": …}} with "invalid code", "invalid key", "invalid price value: …",
+"the price should be between 0.010 and 200.000", or the lead_code-needs-HTTPS message."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
+
+import requests
+
+from postback_relay.money import format_value
+
+REDACTED = "***"
+_KEY_IN_TEXT = re.compile(r"(?i)(\bkey=|key%3D)[^&\s'\"<>)]*")
+MAX_MESSAGE = 300
+
+AnswerKind = Literal["ok", "rejected", "invalid_key", "retryable"]
+
+
+@dataclass(frozen=True)
+class Postback:
+    """What one postback carries, apart from the key."""
+
+    click_id: str
+    lead_code: str
+    value: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """TrafficStars' answer to one GET: what it means for us, its HTTP status and its own message."""
+
+    kind: AnswerKind
+    http_status: int | None
+    message: str
+    reason: str  # low-cardinality label for metrics: ok, invalid_code, price, https_required, invalid_key, …
+    duration_ms: float = 0.0
+
+
+def build_url(base_url: str, postback: Postback, key: str) -> str:
+    """The seed's path form: {base}/{click_id}?value=…&lead_code=…&key=…"""
+    params: list[tuple[str, str]] = []
+    if postback.value is not None:
+        params.append(("value", format_value(postback.value)))
+    params.append(("lead_code", postback.lead_code))
+    key_part = "key=" + (REDACTED if key == REDACTED else quote(key, safe=""))
+    return f"{base_url}/{quote(postback.click_id, safe='')}?{urlencode(params)}&{key_part}"
+
+
+def redact(text: str) -> str:
+    """Replace the value of every ``key=`` in ``text`` (a URL, an exception message, a log line)."""
+    return _KEY_IN_TEXT.sub(lambda match: match.group(1) + REDACTED, text)
+
+
+def classify(http_status: int, body: str) -> tuple[AnswerKind, str, str]:
+    """(kind, TrafficStars' message, reason) for one HTTP answer."""
+    document = _json(body)
+    message = _error_message(document)
+    if 200 <= http_status < 300 and isinstance(document, dict) and document.get("ok") is True:
+        return "ok", "ok", "ok"
+    if message is not None:
+        lowered = message.lower()
+        if lowered == "invalid key":
+            return "invalid_key", message, "invalid_key"
+        if http_status >= 500 or http_status == 429:
+            return "retryable", message, f"http_{http_status}"
+        if "price" in lowered:
+            return "rejected", message, "price"
+        if "https" in lowered:
+            return "rejected", message, "https_required"
+        if "code" in lowered or "click" in lowered:
+            return "rejected", message, "invalid_code"
+        return "rejected", message, "other"
+    snippet = _snippet(body) or "(empty body)"
+    if http_status >= 500 or http_status in (408, 429) or 300 <= http_status < 400 or http_status < 300:
+        # 2xx without {"ok": true} is not a confirmed delivery: retry with the same lead_code.
+        return "retryable", f"HTTP {http_status}: {snippet}", f"http_{http_status}"
+    return "rejected", f"HTTP {http_status}: {snippet}", f"http_{http_status}"
+
+
+class TrafficStarsClient:
+    """Sends postbacks over one pooled HTTPS session with a short total budget and no redirects."""
+
+    def __init__(
+        self, base_url: str, connect_timeout: float, read_timeout: float, session: requests.Session | None = None
+    ) -> None:
+        self.base_url = base_url
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = session or requests.Session()
+
+    def send(self, postback: Postback, key: str) -> Answer:
+        """GET the postback. Never raises for network trouble and never lets the key out in a message."""
+        url = build_url(self.base_url, postback, key)
+        started = time.perf_counter()
+        try:
+            response = self.session.get(url, timeout=self.timeout, allow_redirects=False)
+        except requests.Timeout as exc:
+            return Answer("retryable", None, _scrub(f"timeout: {exc}", key), "timeout", _ms(started))
+        except requests.RequestException as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            return Answer("retryable", None, _scrub(detail, key), "connection_error", _ms(started))
+        kind, message, reason = classify(response.status_code, response.text)
+        return Answer(kind, response.status_code, _scrub(message, key), reason, _ms(started))
+
+    def redacted_url(self, postback: Postback) -> str:
+        """The URL as it may be stored or logged: the key replaced."""
+        return build_url(self.base_url, postback, REDACTED)
+
+
+class RedactKeyFilter(logging.Filter):
+    """Scrubs ``key=…`` from records of loggers that may print request URLs (urllib3 at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+for _name in ("urllib3", "urllib3.connectionpool", "requests"):
+    logging.getLogger(_name).addFilter(RedactKeyFilter())
+
+
+def _scrub(text: str, key: str) -> str:
+    text = redact(text)
+    if key:
+        text = text.replace(key, REDACTED)
+    return text[:MAX_MESSAGE]
+
+
+def _json(body: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _error_message(document: Any) -> str | None:
+    if isinstance(document, dict):
+        error = document.get("error")
+        message = error.get("msg") if isinstance(error, dict) else None
+        if isinstance(message, str):
+            return message[:MAX_MESSAGE]
+        if isinstance(error, str):
+            return error[:MAX_MESSAGE]
+    return None
+
+
+def _snippet(body: str) -> str:
+    return " ".join(body.split())[:120]
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
