@@ -107,8 +107,6 @@ class ConversionStore:
         }
         values: dict[str, Any] = {
             ":sending": "sending",
-            ":retry": "retry_pending",
-            ":now": now,
             ":token": token,
             ":until": now + lease_seconds,
             ":one": 1,
@@ -124,11 +122,14 @@ class ConversionStore:
             condition = "#status IN (:no_click_id, :invalid_click_id)"
             values.update({":no_click_id": "no_click_id", ":invalid_click_id": "invalid_click_id"})
             for index, (name, value) in enumerate(upgrade.items()):
+                if value is None:
+                    continue
                 names[f"#u{index}"] = name
                 values[f":u{index}"] = value
                 assignments.append(f"#u{index} = :u{index}")
         else:
             condition = "#status = :retry OR (#status = :sending AND #lease_until < :now)"
+            values.update({":retry": "retry_pending", ":now": now})
         record = self._update(
             pk,
             "SET " + ", ".join(assignments) + " ADD #attempts :one",
@@ -291,8 +292,11 @@ def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _error_code(exc: Exception) -> str:
+    """The error code, and for a validation error its message (our values never include a secret)."""
     if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "ClientError"))
+        return f"{code}: {str(error.get('Message', ''))[:200]}" if code == "ValidationException" else code
     return type(exc).__name__
 
 

@@ -48,6 +48,7 @@ class SandboxState:
     """What the sandbox accepts and what it has seen; tests change ``fault`` and ``delay_seconds``."""
 
     key: str
+    configured_key: str = ""
     received: list[Received] = field(default_factory=list)
     fault: Fault | None = None
     delay_seconds: float = 0.0
@@ -58,10 +59,14 @@ class SandboxState:
         with self.lock:
             return [r for r in self.received if r.answer.get("ok") is True]
 
+    def __post_init__(self) -> None:
+        self.configured_key = self.configured_key or self.key
+
     def reset(self) -> None:
-        """Forget what was received and stop any fault."""
+        """Forget what was received, stop any fault and restore the configured key."""
         with self.lock:
             self.received.clear()
+        self.key = self.configured_key
         self.fault = None
         self.delay_seconds = 0.0
 

@@ -1,0 +1,160 @@
+"""Shared fixtures: real parts on loopback. moto server for DynamoDB and Secrets Manager, an HTTPS
+TrafficStars sandbox, and the real Lambda handler invoked in-process with payload-2.0 events."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The handler validates its settings at import, so the environment is set before any test imports it.
+# Nothing here can reach AWS: every client points at the moto server on 127.0.0.1.
+TEST_KEY = "ts-canary-key-7f3a9c1e5b"
+TEST_STRIPE_SECRET = "whsec_test_canary_4b8d2e6f0a"
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # replaced by the moto server's address below
+        "SECRET_ID": "postback-relay/test",
+        "TABLE_NAME": "conversions-test",
+        "TRAFFICSTARS_URL": "https://127.0.0.1:9/api/v1/cpa/action",  # replaced by the sandbox's address
+        "LOCAL_MODE": "true",
+        "SECRET_REFRESH_MIN_INTERVAL_SECONDS": "0",
+        "POWERTOOLS_SERVICE_NAME": "postback-relay",
+        "POWERTOOLS_METRICS_NAMESPACE": "PostbackRelay",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_DEV": "false",
+    }
+)
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+
+import boto3  # noqa: E402
+import pytest  # noqa: E402
+from aws_lambda_powertools.utilities import parameters  # noqa: E402
+
+from postback_relay.local.moto_server import SerializedMotoServer  # noqa: E402
+from postback_relay.local.resources import create_table, put_secret  # noqa: E402
+from postback_relay.local.sandbox import TrafficStarsSandbox  # noqa: E402
+from postback_relay.local.tls import LoopbackCertificate, make_loopback_certificate  # noqa: E402
+from postback_relay.runtime import reset_runtime  # noqa: E402
+from tests.helpers import Invoker  # noqa: E402
+
+BASE_ENV = dict(os.environ)
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's access log
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[SerializedMotoServer]:
+    server = SerializedMotoServer().start()
+    os.environ["AWS_ENDPOINT_URL"] = server.endpoint
+    BASE_ENV["AWS_ENDPOINT_URL"] = server.endpoint
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCertificate:
+    return make_loopback_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(certificate: LoopbackCertificate) -> Iterator[TrafficStarsSandbox]:
+    sandbox = TrafficStarsSandbox(TEST_KEY, certificate).start()
+    yield sandbox
+    sandbox.stop()
+
+
+@dataclass
+class Aws:
+    """The moto-backed resources of one test, and shortcuts to read and change them."""
+
+    server: SerializedMotoServer
+    dynamodb: Any
+    secretsmanager: Any
+    table_name: str
+    secret_id: str
+
+    def record(self, pk: str) -> dict[str, Any] | None:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        item = self.dynamodb.get_item(TableName=self.table_name, Key={"pk": {"S": pk}}, ConsistentRead=True)
+        raw = item.get("Item")
+        return {k: TypeDeserializer().deserialize(v) for k, v in raw.items()} if raw else None
+
+    def items(self) -> list[dict[str, Any]]:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True)
+        deserializer = TypeDeserializer()
+        return [{k: deserializer.deserialize(v) for k, v in item.items()} for page in pages for item in page["Items"]]
+
+    def raw_items(self) -> list[dict[str, Any]]:
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True)
+        return [item for page in pages for item in page["Items"]]
+
+    def put_secret(self, values: dict[str, Any]) -> None:
+        put_secret(self.secretsmanager, self.secret_id, values)
+
+    def calls(self, target: str) -> int:
+        """How many requests moto received for an API action, e.g. 'secretsmanager.GetSecretValue'."""
+        return sum(1 for call in self.server.calls if call.lower().endswith(target.lower()))
+
+
+@pytest.fixture
+def aws(moto_server: SerializedMotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    moto_server.reset()
+    session = boto3.session.Session()
+    dynamodb = session.client("dynamodb", endpoint_url=moto_server.endpoint)
+    secretsmanager = session.client("secretsmanager", endpoint_url=moto_server.endpoint)
+    create_table(dynamodb, os.environ["TABLE_NAME"])
+    put_secret(
+        secretsmanager,
+        os.environ["SECRET_ID"],
+        {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET},
+    )
+    moto_server.calls.clear()
+    yield Aws(moto_server, dynamodb, secretsmanager, os.environ["TABLE_NAME"], os.environ["SECRET_ID"])
+    moto_server.fault = None
+
+
+@pytest.fixture
+def sandbox(sandbox_server: TrafficStarsSandbox) -> Iterator[TrafficStarsSandbox]:
+    sandbox_server.state.reset()
+    yield sandbox_server
+    sandbox_server.state.reset()
+
+
+@pytest.fixture
+def relay_env(
+    aws: Aws, sandbox: TrafficStarsSandbox, certificate: LoopbackCertificate, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pytest.MonkeyPatch]:
+    """The relay's environment pointed at moto and the sandbox; tests may monkeypatch more settings."""
+    monkeypatch.setenv("TRAFFICSTARS_URL", sandbox.base_url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.server.endpoint)
+    parameters.clear_caches()
+    reset_runtime()
+    yield monkeypatch
+    parameters.clear_caches()
+    reset_runtime()
+
+
+@pytest.fixture
+def invoke(relay_env: pytest.MonkeyPatch) -> Invoker:
+    """Calls the real Lambda handler with a payload-2.0 event; settings are (re)read on the first call."""
+    return Invoker()
+
+
+def pytest_report_header() -> list[str]:
+    return [f"postback-relay tests: moto server and TrafficStars sandbox on 127.0.0.1 ({Path.cwd().name})"]
+
+
+def loads(text: str) -> Any:
+    return json.loads(text)

@@ -1,0 +1,99 @@
+"""Money: minor units by ISO 4217 exponent (with Stripe's exceptions), FX, value policy, 0.01–200 range."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from postback_relay.money import (
+    STRIPE_EXPONENTS,
+    Money,
+    ValuePolicy,
+    decide_value,
+    format_value,
+    from_major_units,
+    from_minor_units,
+)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "table", "major"),
+    [
+        (4900, "usd", None, "49.00"),
+        (500, "JPY", None, "500"),
+        (1234, "KWD", None, "1.234"),
+        (10000, "CLF", None, "1.0000"),
+        (500, "isk", STRIPE_EXPONENTS, "5.00"),  # Stripe sends ISK with two decimals
+        (500, "ISK", None, "500"),  # ISO: zero decimals
+        (1500, "MGA", STRIPE_EXPONENTS, "1500"),  # zero-decimal at Stripe, 2 in ISO
+        (1500, "MGA", None, "15.00"),
+        (1000, "UGX", STRIPE_EXPONENTS, "1000"),
+    ],
+)
+def test_minor_units_use_the_currency_exponent(amount: int, currency: str, table: object, major: str) -> None:
+    money = from_minor_units(amount, currency, table) if table else from_minor_units(amount, currency)
+    assert money == Money(Decimal(major), currency.upper())
+    assert str(money.amount) == major
+
+
+def test_major_units_are_parsed_exactly_and_junk_is_refused() -> None:
+    assert from_major_units("19.99", "eur") == Money(Decimal("19.99"), "EUR")
+    for junk in ("abc", "NaN", "Infinity"):
+        with pytest.raises(ValueError, match="amount"):
+            from_major_units(junk, "USD")
+
+
+def usd(amount: str) -> Money:
+    return Money(Decimal(amount), "USD")
+
+
+def test_the_amount_in_the_account_currency_is_sent_as_is() -> None:
+    assert decide_value(usd("49.00"), ValuePolicy(), "USD", {}).value == Decimal("49.00")
+
+
+def test_other_currencies_are_converted_with_the_rate_table() -> None:
+    decision = decide_value(Money(Decimal("100"), "EUR"), ValuePolicy(), "USD", {"EUR": Decimal("1.08")})
+    assert decision.value == Decimal("108.00")
+    assert decision.note == "converted_from:EUR"
+
+
+def test_an_unknown_currency_sends_no_value_rather_than_a_wrong_one() -> None:
+    decision = decide_value(Money(Decimal("100"), "BRL"), ValuePolicy(), "USD", {"EUR": Decimal("1.08")})
+    assert decision.value is None
+    assert decision.note == "unknown_currency:BRL"
+
+
+def test_fixed_and_percent_policies() -> None:
+    assert decide_value(usd("49"), ValuePolicy(kind="fixed", fixed=Decimal("12.5")), "USD", {}).value == Decimal(
+        "12.50"
+    )
+    assert decide_value(None, ValuePolicy(kind="fixed", fixed=Decimal("3")), "USD", {}).value == Decimal("3.00")
+    assert decide_value(usd("49"), ValuePolicy(kind="percent", percent=Decimal("30")), "USD", {}).value == Decimal(
+        "14.70"
+    )
+    assert decide_value(usd("49"), ValuePolicy(kind="none"), "USD", {}).value is None
+
+
+@pytest.mark.parametrize(
+    ("amount", "action", "value", "note"),
+    [
+        ("350.00", "clamp", "200.00", "out_of_range_clamped:350.00"),
+        ("0.00", "clamp", "0.01", "out_of_range_clamped:0.00"),
+        ("350.00", "omit", None, "out_of_range_omitted:350.00"),
+        ("0.004", "omit", None, "out_of_range_omitted:0.00"),
+        ("200.00", "omit", "200.00", None),
+        ("0.01", "omit", "0.01", None),
+    ],
+)
+def test_values_outside_trafficstars_range_are_clamped_or_omitted_and_noted(
+    amount: str, action: str, value: str | None, note: str | None
+) -> None:
+    decision = decide_value(usd(amount), ValuePolicy(out_of_range=action), "USD", {})  # type: ignore[arg-type]
+    assert decision.value == (Decimal(value) if value else None)
+    assert decision.note == note
+
+
+def test_values_are_rendered_with_two_decimals() -> None:
+    assert format_value(Decimal("49")) == "49.00"
+    assert format_value(Decimal("2.105")) == "2.11"

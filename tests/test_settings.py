@@ -1,0 +1,107 @@
+"""Settings: every setting read from the environment, and a bad one fails at start naming itself."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from postback_relay.settings import DEFAULT_TRAFFICSTARS_URL, Settings, SettingsError
+
+BASE = {"SECRET_ID": "relay/secret", "TABLE_NAME": "conversions"}
+
+
+def settings(**overrides: str) -> Settings:
+    return Settings.from_env({**BASE, **overrides})
+
+
+def test_defaults_match_the_documented_contract() -> None:
+    s = settings()
+    assert s.trafficstars_url == DEFAULT_TRAFFICSTARS_URL == "https://tsyndicate.com/api/v1/cpa/action"
+    assert s.click_id_metadata_key == "click_id"
+    assert s.account_currency == "USD"
+    assert s.fx_rates == {}
+    assert s.value_policy.kind == "amount" and s.value_policy.out_of_range == "clamp"
+    assert s.retention_days == 90
+    assert s.signature_tolerance_seconds == 300
+    assert s.connect_timeout_seconds + s.read_timeout_seconds < 5  # well under what senders wait
+    assert s.forward_test_events is False
+
+
+@pytest.mark.parametrize("missing", ["SECRET_ID", "TABLE_NAME"])
+def test_a_missing_required_setting_is_named(missing: str) -> None:
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(SettingsError, match=missing):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VALUE_POLICY", "everything"),
+        ("VALUE_OUT_OF_RANGE", "wrap"),
+        ("ACCOUNT_CURRENCY", "dollars"),
+        ("FX_RATES", "EUR=1.1"),
+        ("FX_RATES", '{"EUR": -1}'),
+        ("FX_RATES", '["EUR"]'),
+        ("FORWARD_TEST_EVENTS", "maybe"),
+        ("RETENTION_DAYS", "0"),
+        ("RETENTION_DAYS", "1.5"),
+        ("TRAFFICSTARS_READ_TIMEOUT", "soon"),
+        ("SECRET_MAX_AGE_SECONDS", "-5"),
+        ("MAX_BODY_BYTES", "10"),
+        ("TRAFFICSTARS_URL", "https://tsyndicate.com/api/v1/cpa/action?key=x"),
+        ("CLICK_ID_METADATA_KEY", "  "),
+    ],
+)
+def test_an_invalid_setting_is_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        settings(**{name: value})
+
+
+def test_value_policy_fixed_and_percent_need_their_number() -> None:
+    with pytest.raises(SettingsError, match="VALUE_FIXED"):
+        settings(VALUE_POLICY="fixed")
+    with pytest.raises(SettingsError, match="VALUE_PERCENT"):
+        settings(VALUE_POLICY="percent")
+    assert settings(VALUE_POLICY="fixed", VALUE_FIXED="12.5").value_policy.fixed == Decimal("12.5")
+    assert settings(VALUE_POLICY="percent", VALUE_PERCENT="30").value_policy.percent == Decimal("30")
+
+
+def test_fx_rates_are_decimals_keyed_by_upper_case_code() -> None:
+    assert settings(FX_RATES='{"eur": "1.08", "JPY": 0.0067}').fx_rates == {
+        "EUR": Decimal("1.08"),
+        "JPY": Decimal("0.0067"),
+    }
+
+
+@pytest.mark.parametrize(
+    "url", ["http://tsyndicate.com/api/v1/cpa/action", "http://127.0.0.1:8443/api/v1/cpa/action", "ftp://x/y"]
+)
+def test_plain_http_upstream_is_refused_outside_local_mode(url: str) -> None:
+    with pytest.raises(SettingsError, match="TRAFFICSTARS_URL must use https"):
+        settings(TRAFFICSTARS_URL=url)
+
+
+def test_plain_http_is_allowed_only_for_loopback_in_local_mode() -> None:
+    assert settings(TRAFFICSTARS_URL="http://127.0.0.1:8443/x", LOCAL_MODE="true").trafficstars_url.startswith("http:")
+    assert settings(TRAFFICSTARS_URL="http://localhost:1/x", LOCAL_MODE="1").local_mode
+    with pytest.raises(SettingsError, match="TRAFFICSTARS_URL"):
+        settings(TRAFFICSTARS_URL="http://tsyndicate.com/api/v1/cpa/action", LOCAL_MODE="true")
+
+
+def test_the_handler_module_fails_at_import_naming_the_setting() -> None:
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "TABLE_NAME": "t", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import postback_relay.app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "SECRET_ID is required" in result.stderr

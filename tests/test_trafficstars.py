@@ -1,0 +1,173 @@
+"""The TrafficStars client: the seed's URL form, every answer the spec lists, and the key kept secret."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from postback_relay.local.sandbox import HTTPS_ONLY, TrafficStarsSandbox
+from postback_relay.local.tls import LoopbackCertificate
+from postback_relay.trafficstars import Postback, TrafficStarsClient, build_url, classify, redact
+from tests.conftest import TEST_KEY
+from tests.helpers import CLICK_ID
+
+POSTBACK = Postback(CLICK_ID, "lead0001", Decimal("49.00"))
+
+
+def test_the_url_has_the_seed_path_form() -> None:
+    url = build_url("https://tsyndicate.com/api/v1/cpa/action", POSTBACK, "k3y")
+    assert url == (f"https://tsyndicate.com/api/v1/cpa/action/{CLICK_ID}?value=49.00&lead_code=lead0001&key=k3y")
+    no_value = build_url("https://tsyndicate.com/api/v1/cpa/action", Postback(CLICK_ID, "l"), "k")
+    assert no_value.endswith(f"/{CLICK_ID}?lead_code=l&key=k")
+
+
+def test_the_key_is_url_encoded() -> None:
+    assert build_url("https://h/a", POSTBACK, "a&b=c").endswith("&key=a%26b%3Dc")
+
+
+def test_redaction_removes_every_key_value() -> None:
+    text = "GET https://h/a/x?value=1&lead_code=l&key=SECRET123 failed; retry /a?key=SECRET123)"
+    assert "SECRET123" not in redact(text)
+    assert redact("key%3DSECRET") == "key%3D***"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "reason"),
+    [
+        (200, '{"ok": true}', "ok", "ok"),
+        (200, '{\n"ok": true\n}', "ok", "ok"),
+        (400, '{"error": {"msg": "invalid code"}}', "rejected", "invalid_code"),
+        (400, '{"error": {"msg": "invalid key"}}', "invalid_key", "invalid_key"),
+        (200, '{"error": {"msg": "invalid key"}}', "invalid_key", "invalid_key"),
+        (400, """{"error": {"msg": "invalid price value: 'abc'"}}""", "rejected", "price"),
+        (400, '{"error": {"msg": "the price should be between 0.010 and 200.000"}}', "rejected", "price"),
+        (400, '{"error": {"msg": "the price should be between %.3f and %.3"}}', "rejected", "price"),
+        (400, f'{{"error": {{"msg": "{HTTPS_ONLY}"}}}}', "rejected", "https_required"),
+        (400, '{"error": {"msg": "clickid is short"}}', "rejected", "invalid_code"),
+        (503, '{"error": {"msg": "maintenance"}}', "retryable", "http_503"),
+        (500, "<html>oops</html>", "retryable", "http_500"),
+        (429, "", "retryable", "http_429"),
+        (302, "", "retryable", "http_302"),
+        (200, "", "retryable", "http_200"),
+        (200, '{"ok": false}', "retryable", "http_200"),
+        (404, "<h1>Not Found</h1>", "rejected", "http_404"),
+    ],
+)
+def test_every_answer_is_classified(status: int, body: str, kind: str, reason: str) -> None:
+    got_kind, message, got_reason = classify(status, body)
+    assert (got_kind, got_reason) == (kind, reason)
+    assert message
+
+
+def test_trafficstars_own_message_is_kept() -> None:
+    assert classify(400, """{"error":{"msg":"invalid price value: 'x'"}}""")[1] == "invalid price value: 'x'"
+
+
+@pytest.fixture
+def client(
+    sandbox: TrafficStarsSandbox, certificate: LoopbackCertificate, monkeypatch: pytest.MonkeyPatch
+) -> TrafficStarsClient:
+    # requests reads REQUESTS_CA_BUNDLE before a session's own verify setting: trust the local CA that way.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+    return TrafficStarsClient(sandbox.base_url, 0.5, 0.5)
+
+
+def test_an_accepted_postback(client: TrafficStarsClient, sandbox: TrafficStarsSandbox) -> None:
+    answer = client.send(POSTBACK, TEST_KEY)
+    assert (answer.kind, answer.http_status, answer.message) == ("ok", 200, "ok")
+    [received] = sandbox.state.received
+    assert received.click_id == CLICK_ID
+    assert received.params == {"value": "49.00", "lead_code": "lead0001", "key": "***"}
+    assert received.key_matched
+
+
+@pytest.mark.parametrize(
+    ("postback", "key", "kind", "message"),
+    [
+        (Postback("0" * 39, "l"), TEST_KEY, "rejected", "invalid code"),
+        (POSTBACK, "wrong-key", "invalid_key", "invalid key"),
+        (
+            Postback(CLICK_ID, "l", Decimal("250")),
+            TEST_KEY,
+            "rejected",
+            "the price should be between 0.010 and 200.000",
+        ),
+    ],
+)
+def test_the_sandbox_answers_as_the_spec_documents(
+    client: TrafficStarsClient, postback: Postback, key: str, kind: str, message: str
+) -> None:
+    answer = client.send(postback, key)
+    assert (answer.kind, answer.http_status, answer.message) == (kind, 400, message)
+
+
+def test_a_slow_upstream_is_a_retryable_timeout(client: TrafficStarsClient, sandbox: TrafficStarsSandbox) -> None:
+    sandbox.state.delay_seconds = 1.5
+    answer = client.send(POSTBACK, TEST_KEY)
+    assert (answer.kind, answer.reason, answer.http_status) == ("retryable", "timeout", None)
+    assert answer.duration_ms < 1400
+    assert TEST_KEY not in answer.message
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_refused_connection_is_retryable_and_its_message_has_no_key() -> None:
+    client = TrafficStarsClient(f"https://127.0.0.1:{free_port()}/api/v1/cpa/action", 0.5, 0.5)
+    answer = client.send(POSTBACK, TEST_KEY)
+    assert (answer.kind, answer.reason) == ("retryable", "connection_error")
+    assert TEST_KEY not in answer.message
+    assert "key=***" in answer.message  # the URL is still there to diagnose, without the key
+
+
+def test_an_untrusted_certificate_is_refused(sandbox: TrafficStarsSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, requests.Session()).send(POSTBACK, TEST_KEY)
+    assert answer.kind == "retryable" and "SSL" in answer.message
+    assert sandbox.state.received == []
+
+
+class _Redirector(BaseHTTPRequestHandler):
+    hits: list[str] = []
+
+    def do_GET(self) -> None:
+        _Redirector.hits.append(self.path)
+        self.send_response(302)
+        self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def redirector() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Redirector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/cpa/action"
+    server.shutdown()
+    server.server_close()
+
+
+def test_redirects_are_not_followed(redirector: str) -> None:
+    _Redirector.hits.clear()
+    answer = TrafficStarsClient(redirector, 0.5, 0.5).send(POSTBACK, TEST_KEY)
+    assert (answer.kind, answer.http_status) == ("retryable", 302)
+    assert len(_Redirector.hits) == 1
+
+
+def test_the_redacted_url_never_holds_the_key(client: TrafficStarsClient) -> None:
+    url = client.redacted_url(POSTBACK)
+    assert url.endswith("&key=***") and TEST_KEY not in url
