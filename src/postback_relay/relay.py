@@ -14,8 +14,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from postback_relay.backoff import next_attempt_at, parse_retry_after
 from postback_relay.conversion import Conversion, Ignored, Reversal, lead_code
 from postback_relay.money import decide_value, format_value
+from postback_relay.queue import QueueUnavailable, RetryQueue
 from postback_relay.secret_store import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
 from postback_relay.settings import Settings
 from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch, WebhookSource
@@ -75,13 +77,16 @@ class Relay:
         secrets: SecretStore,
         store: ConversionStore,
         client: TrafficStarsClient,
+        queue: RetryQueue | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self._secrets = secrets
         self._store = store
         self._client = client
+        self._queue = queue
         self._clock = clock
+        self._retry_policy = settings.retry_policy
 
     def handle(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> Outcome:
         """Process one webhook delivery; raises RelayError for answers that are not a processed event."""
@@ -198,6 +203,9 @@ class Relay:
         return fields
 
     def _send(self, pk: str, claim: Claim, secrets: RelaySecrets) -> Outcome:
+        """One attempt under ``claim``: the GET (and one more after a refetched key), then its outcome:
+        sent, rejected (final), or retry_pending with its next due time (queued), or failed when the
+        retry window is spent (dead-letter queue)."""
         record = claim.record
         value = record.get("value")
         postback = Postback(str(record["click_id"]), str(record["lead_code"]), Decimal(value) if value else None)
@@ -215,11 +223,20 @@ class Relay:
         final = answers[-1]
         status = STATUS_BY_ANSWER[final.kind]
         now = self._clock()
+        due_at: float | None = None
+        if status == "retry_pending":
+            attempts_made = int(record.get("attempts", 1))
+            first = float(record.get("created_epoch", now))
+            retry_after = parse_retry_after(final.retry_after, now)
+            due_at = next_attempt_at(attempts_made, first, now, self._retry_policy, retry_after)
+            if due_at is None:
+                status = "failed"
         fields: dict[str, Any] = {
             "trafficstars_http_status": final.http_status,
             "trafficstars_answer": final.message,
             "trafficstars_reason": final.reason,
             "last_attempt_at": iso_timestamp(now),
+            "next_attempt_at": iso_timestamp(due_at) if due_at is not None else None,
         }
         if status == "sent":
             fields["sent_at"] = iso_timestamp(now)
@@ -235,13 +252,15 @@ class Relay:
         ]
         try:
             recorded = self._store.finish(
-                pk, claim, status, {k: v for k, v in fields.items() if v is not None}, attempts
+                pk, claim, status, {k: v for k, v in fields.items() if v is not None}, attempts, due_at
             )
         except StoreUnavailable as exc:
             recorded = False
             logger.error("outcome not recorded", extra={"conversion_id": pk, "status": status, "error": str(exc)})
         if not recorded:
+            # The lease ends and the sweep finds the record in flight; the next attempt reuses the lead_code.
             logger.warning("outcome not recorded under the claim", extra={"conversion_id": pk, "status": status})
+        queued = self._after_attempt(pk, status, due_at, now, final, int(record.get("attempts", 1)))
         log = logger.warning if status != "sent" else logger.info
         log(
             "postback " + status,
@@ -252,11 +271,56 @@ class Relay:
             },
         )
         body: dict[str, Any] = {"status": status, "conversion_id": pk}
-        if status == "rejected":
+        if status in ("rejected", "failed"):
             body["reason"] = final.message
-        http_status = 503 if status == "retry_pending" else 200
+        # A conversion waiting for a retry is durable and queued: the sender need not retry. Without a queue
+        # (or if SQS refused the message) 503 makes the sender redeliver, which retries it too.
+        http_status = 503 if status == "retry_pending" and not queued else 200
         sent_value = postback.value if status == "sent" else None
         return Outcome(http_status, status, body, pk, answers, sent_value)
+
+    def _after_attempt(
+        self, pk: str, status: str, due_at: float | None, now: float, final: Answer, attempts: int
+    ) -> bool:
+        """Queue the next try, or park an exhausted conversion in the dead-letter queue. True if queued."""
+        if self._queue is None:
+            return False
+        try:
+            if status == "retry_pending" and due_at is not None:
+                self._queue.schedule(pk, due_at - now)
+                return True
+            if status == "failed":
+                self._queue.dead_letter(pk, final.message, attempts)
+        except QueueUnavailable as exc:
+            logger.error("retry queue unavailable", extra={"conversion_id": pk, "error": str(exc)})
+        return False
+
+    def retry(self, conversion_id: str) -> Outcome | None:
+        """The retry worker's attempt at one conversion; None when it is not (or no longer) due: sent in the
+        meantime, claimed by another sender, or waiting for a later time the sweep will bring it back at."""
+        secrets = self._current_secrets()  # before the claim: a claim without a key would only strand it
+        try:
+            claim = self._store.claim(conversion_id, self.settings.send_lease_seconds, due_only=True)
+        except StoreUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        if claim is None:
+            return None
+        return self._send(conversion_id, claim, secrets)
+
+    def sweep(self, limit: int = 500) -> int:
+        """Re-queue every conversion whose due time passed more than the grace period ago: a lost message, a
+        sender that died holding its lease, a wait longer than SQS can delay. Returns how many were queued."""
+        if self._queue is None:
+            return 0
+        try:
+            due = self._store.due(self._clock() - self.settings.sweep_grace_seconds, limit)
+        except StoreUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        for conversion_id in due:
+            self._queue.schedule(conversion_id, 0)
+        if due:
+            logger.warning("sweep re-queued stranded conversions", extra={"count": len(due)})
+        return len(due)
 
     def _reverse(self, reversal: Reversal) -> Outcome:
         fields = {

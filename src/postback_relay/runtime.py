@@ -66,6 +66,13 @@ def build_runtime(settings: Settings) -> Runtime:
     session = boto3.session.Session()
     dynamodb = session.client("dynamodb", config=aws_config)
     secretsmanager = session.client("secretsmanager", config=aws_config)
+    queue = None
+    if settings.retry_queue_url:
+        from postback_relay.queue import RetryQueue
+
+        queue = RetryQueue(
+            session.client("sqs", config=aws_config), settings.retry_queue_url, settings.dead_letter_queue_url
+        )
     secrets = SecretStore(
         settings.secret_id,
         SecretsProvider(boto3_client=secretsmanager),
@@ -76,4 +83,4 @@ def build_runtime(settings: Settings) -> Runtime:
     client = TrafficStarsClient(
         settings.trafficstars_url, settings.connect_timeout_seconds, settings.read_timeout_seconds
     )
-    return Runtime(settings, Relay(settings, secrets, store, client))
+    return Runtime(settings, Relay(settings, secrets, store, client, queue))

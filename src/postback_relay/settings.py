@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
+from postback_relay.backoff import RetryPolicy
 from postback_relay.money import RangeAction, ValuePolicy
 
 DEFAULT_TRAFFICSTARS_URL = "https://tsyndicate.com/api/v1/cpa/action"
@@ -42,6 +43,10 @@ class Settings:
     signature_tolerance_seconds: int = 300  # SIGNATURE_TOLERANCE_SECONDS: allowed clock skew of signed timestamps
     retention_days: int = 90  # RETENTION_DAYS: records expire (DynamoDB TTL) this long after their last change
     max_body_bytes: int = 262_144  # MAX_BODY_BYTES: larger bodies are refused with 413
+    retry_queue_url: str | None = None  # RETRY_QUEUE_URL: SQS queue of the retry worker (unset: senders retry)
+    dead_letter_queue_url: str | None = None  # DEAD_LETTER_QUEUE_URL: where exhausted conversions are parked
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)  # RETRY_BASE_DELAY_SECONDS, RETRY_MAX_…, …
+    sweep_grace_seconds: int = 60  # SWEEP_GRACE_SECONDS: how late a due conversion may be before the sweep acts
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +75,14 @@ class Settings:
             ),
             retention_days=int(_number(env, "RETENTION_DAYS", "90", minimum=1, integer=True)),
             max_body_bytes=int(_number(env, "MAX_BODY_BYTES", "262144", minimum=1024, integer=True)),
+            retry_queue_url=env.get("RETRY_QUEUE_URL", "").strip() or None,
+            dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip() or None,
+            retry_policy=RetryPolicy(
+                base_delay_seconds=float(_number(env, "RETRY_BASE_DELAY_SECONDS", "30", minimum=0.01)),
+                max_delay_seconds=float(_number(env, "RETRY_MAX_DELAY_SECONDS", "3600", minimum=0.01)),
+                window_seconds=float(_number(env, "RETRY_WINDOW_SECONDS", "259200", minimum=1)),
+            ),
+            sweep_grace_seconds=int(_number(env, "SWEEP_GRACE_SECONDS", "60", minimum=0, integer=True)),
         )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,6 +16,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+DUE_INDEX = "due"  # sparse GSI: only records in flight or waiting carry due_shard/due_at
+DUE_SHARD = "due"
 FINAL_STATUSES = frozenset({"sent", "rejected", "failed", "refunded", "charged_back"})
 NOT_FORWARDED = frozenset({"no_click_id", "invalid_click_id", "test_mode"})
 CLAIMABLE = ("retry_pending",)
@@ -63,9 +65,10 @@ class ConversionStore:
         now = self._clock()
         token = uuid.uuid4().hex
         initial = dict(fields)
-        initial.update(received_at=iso_timestamp(now), attempts=0, deliveries=0)
+        initial.update(received_at=iso_timestamp(now), created_epoch=int(now), attempts=0, deliveries=0)
         if initial["status"] == "sending":
-            initial.update(lease_token=token, lease_until=now + lease_seconds, attempts=1)
+            until = now + lease_seconds
+            initial.update(lease_token=token, lease_until=until, attempts=1, due_shard=DUE_SHARD, due_at=until)
         names: dict[str, str] = {"#event_ids": "event_ids", "#event_types": "event_types", "#deliveries": "deliveries"}
         values: dict[str, Any] = {":event_id": {event_id}, ":event_type": {event_type}, ":one": 1}
         assignments: list[str] = []
@@ -93,9 +96,13 @@ class ConversionStore:
             return Begin(True, claim, None)
         return Begin(False, None, old)
 
-    def claim(self, pk: str, lease_seconds: int, upgrade: Mapping[str, Any] | None = None) -> Claim | None:
-        """Take the right to send: from ``retry_pending``, from ``sending`` whose lease has expired, or (with
-        ``upgrade``, the fields of a later event that has a click id) from ``no_click_id``/``invalid_click_id``."""
+    def claim(
+        self, pk: str, lease_seconds: int, upgrade: Mapping[str, Any] | None = None, due_only: bool = False
+    ) -> Claim | None:
+        """Take the right to send: from ``retry_pending`` (with ``due_only``, only once its time has come), from
+        ``sending`` whose lease has expired, or (with ``upgrade``, the fields of a later event that has a click
+        id) from ``no_click_id``/``invalid_click_id``. The lease's end is also the record's due time, so a
+        sender that dies holding it is found by the sweep."""
         now = self._clock()
         token = uuid.uuid4().hex
         names = {
@@ -104,6 +111,8 @@ class ConversionStore:
             "#lease_until": "lease_until",
             "#attempts": "attempts",
             "#updated_at": "updated_at",
+            "#due_shard": "due_shard",
+            "#due_at": "due_at",
         }
         values: dict[str, Any] = {
             ":sending": "sending",
@@ -111,12 +120,15 @@ class ConversionStore:
             ":until": now + lease_seconds,
             ":one": 1,
             ":updated_at": iso_timestamp(now),
+            ":due_shard": DUE_SHARD,
         }
         assignments = [
             "#status = :sending",
             "#lease_token = :token",
             "#lease_until = :until",
             "#updated_at = :updated_at",
+            "#due_shard = :due_shard",
+            "#due_at = :until",
         ]
         if upgrade:
             condition = "#status IN (:no_click_id, :invalid_click_id)"
@@ -128,7 +140,8 @@ class ConversionStore:
                 values[f":u{index}"] = value
                 assignments.append(f"#u{index} = :u{index}")
         else:
-            condition = "#status = :retry OR (#status = :sending AND #lease_until < :now)"
+            retry = "(#status = :retry AND #due_at <= :now)" if due_only else "#status = :retry"
+            condition = f"{retry} OR (#status = :sending AND #lease_until < :now)"
             values.update({":retry": "retry_pending", ":now": now})
         record = self._update(
             pk,
@@ -143,9 +156,16 @@ class ConversionStore:
         return Claim(token, values[":until"], record)
 
     def finish(
-        self, pk: str, claim: Claim, status: str, fields: Mapping[str, Any], attempts: list[dict[str, Any]]
+        self,
+        pk: str,
+        claim: Claim,
+        status: str,
+        fields: Mapping[str, Any],
+        attempts: list[dict[str, Any]],
+        due_at: float | None = None,
     ) -> bool:
-        """Write an attempt's outcome under the claim; False if the lease was lost (another sender holds it)."""
+        """Write an attempt's outcome under the claim; False if the lease was lost (another sender holds it).
+        ``due_at`` keeps a ``retry_pending`` record in the due index; any other outcome leaves it."""
         now = self._clock()
         names = {
             "#status": "status",
@@ -153,6 +173,8 @@ class ConversionStore:
             "#lease_until": "lease_until",
             "#attempt_log": "attempt_log",
             "#updated_at": "updated_at",
+            "#due_shard": "due_shard",
+            "#due_at": "due_at",
         }
         values: dict[str, Any] = {
             ":status": status,
@@ -170,9 +192,15 @@ class ConversionStore:
             names[f"#o{index}"] = name
             values[f":o{index}"] = value
             assignments.append(f"#o{index} = :o{index}")
+        removals = ["#lease_token", "#lease_until"]
+        if due_at is not None:
+            values.update({":due_shard": DUE_SHARD, ":due_at": due_at})
+            assignments += ["#due_shard = :due_shard", "#due_at = :due_at"]
+        else:
+            removals += ["#due_shard", "#due_at"]
         result = self._update(
             pk,
-            "SET " + ", ".join(assignments) + " REMOVE #lease_token, #lease_until",
+            "SET " + ", ".join(assignments) + " REMOVE " + ", ".join(removals),
             names,
             values,
             condition="#lease_token = :token",
@@ -215,15 +243,17 @@ class ConversionStore:
                     "#status_before_reversal = if_not_exists(#status_before_reversal, #status)",
                     "#status = :status",
                 ]
+                names.update({"#due_shard": "due_shard", "#due_at": "due_at"})
             for index, (name, value) in enumerate(fields.items()):
                 if value is None:
                     continue
                 names[f"#r{index}"] = name
                 values[f":r{index}"] = value
                 assignments.append(f"#r{index} = :r{index}")
+            removal = " REMOVE #due_shard, #due_at" if "#due_shard" in names else ""
             result = self._update(
                 pk,
-                "SET " + ", ".join(assignments) + " ADD #event_ids :ids",
+                "SET " + ", ".join(assignments) + " ADD #event_ids :ids" + removal,
                 names,
                 values,
                 condition="attribute_exists(#pk)",
@@ -232,6 +262,99 @@ class ConversionStore:
             if result is not None:
                 return pk
         return None
+
+    def reopen(self, pk: str, from_statuses: tuple[str, ...]) -> bool:
+        """Put a record back to ``retry_pending``, due now, if its status is one of ``from_statuses`` (replay).
+        A record that was sent in the meantime is left alone, so replaying twice still sends once."""
+        now = self._clock()
+        names = {
+            "#status": "status",
+            "#due_shard": "due_shard",
+            "#due_at": "due_at",
+            "#replays": "replays",
+            "#updated_at": "updated_at",
+        }
+        values: dict[str, Any] = {
+            ":retry": "retry_pending",
+            ":due_shard": DUE_SHARD,
+            ":now": now,
+            ":one": 1,
+            ":updated_at": iso_timestamp(now),
+        }
+        placeholders = []
+        for index, status in enumerate(from_statuses):
+            values[f":from{index}"] = status
+            placeholders.append(f":from{index}")
+        result = self._update(
+            pk,
+            "SET #status = :retry, #due_shard = :due_shard, #due_at = :now, #updated_at = :updated_at "
+            "ADD #replays :one",
+            names,
+            values,
+            condition=f"#status IN ({', '.join(placeholders)})",
+            return_values="NONE",
+        )
+        return result is not None
+
+    def due(self, before: float, limit: int) -> list[str]:
+        """Keys of records in flight or waiting whose due time is before ``before``, oldest first: the
+        conversions a lost message or a crashed sender would otherwise strand."""
+        keys: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "#due_shard = :due_shard AND #due_at <= :before",
+            "ExpressionAttributeNames": {"#due_shard": "due_shard", "#due_at": "due_at"},
+            "ExpressionAttributeValues": {
+                ":due_shard": {"S": DUE_SHARD},
+                ":before": _serializer.serialize(_storable(before)),
+            },
+        }
+        try:
+            while len(keys) < limit:
+                response = self._client.query(**request, Limit=min(1000, limit - len(keys)))
+                keys += [item["pk"]["S"] for item in response.get("Items", [])]
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"DynamoDB query failed: {_error_code(exc)}") from None
+        return keys
+
+    def select(
+        self, statuses: tuple[str, ...] = (), since: str | None = None, click_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Records matching every given filter (status, ``updated_at`` ≥ an ISO time, click id), by Scan:
+        for operators' replays and listings, not for the request path."""
+        filters: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        if statuses:
+            names["#status"] = "status"
+            placeholders = []
+            for index, status in enumerate(statuses):
+                values[f":s{index}"] = {"S": status}
+                placeholders.append(f":s{index}")
+            filters.append(f"#status IN ({', '.join(placeholders)})")
+        if since:
+            names["#updated_at"] = "updated_at"
+            values[":since"] = {"S": since}
+            filters.append("#updated_at >= :since")
+        if click_id:
+            names["#click_id"] = "click_id"
+            values[":click_id"] = {"S": click_id}
+            filters.append("#click_id = :click_id")
+        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
+        if filters:
+            request.update(
+                FilterExpression=" AND ".join(filters), ExpressionAttributeNames=names, ExpressionAttributeValues=values
+            )
+        try:
+            for page in self._client.get_paginator("scan").paginate(**request):
+                for item in page.get("Items", []):
+                    yield _from_item(item)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"DynamoDB scan failed: {_error_code(exc)}") from None
 
     def get(self, pk: str) -> dict[str, Any] | None:
         """The record, read consistently (used by tests and operators)."""

@@ -44,6 +44,7 @@ class Answer:
     message: str
     reason: str  # low-cardinality label for metrics: ok, invalid_code, price, https_required, invalid_key, …
     duration_ms: float = 0.0
+    retry_after: str | None = None  # the Retry-After header of a 429/503, as sent
 
 
 def build_url(base_url: str, postback: Postback, key: str) -> str:
@@ -109,7 +110,8 @@ class TrafficStarsClient:
             detail = f"{type(exc).__name__}: {exc}"
             return Answer("retryable", None, _scrub(detail, key), "connection_error", _ms(started))
         kind, message, reason = classify(response.status_code, response.text)
-        return Answer(kind, response.status_code, _scrub(message, key), reason, _ms(started))
+        retry_after = response.headers.get("Retry-After") if kind == "retryable" else None
+        return Answer(kind, response.status_code, _scrub(message, key), reason, _ms(started), retry_after)
 
     def redacted_url(self, postback: Postback) -> str:
         """The URL as it may be stored or logged: the key replaced."""

@@ -21,7 +21,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's access log
 
     from postback_relay.local.moto_server import SerializedMotoServer
-    from postback_relay.local.resources import create_table, put_secret
+    from postback_relay.local.resources import create_queues, create_table, put_secret
     from postback_relay.local.sandbox import TrafficStarsSandbox
     from postback_relay.local.template import http_routes, load_template
     from postback_relay.local.tls import make_loopback_certificate
@@ -44,6 +44,13 @@ def main() -> None:
     session = boto3.session.Session()
     create_table(session.client("dynamodb"), defaults.TABLE_NAME)
     put_secret(session.client("secretsmanager"), defaults.SECRET_ID, secrets)
+    sqs = session.client("sqs")
+    retry_url, dead_letter_url = create_queues(sqs, "postback-relay-local")
+    env.update({"RETRY_QUEUE_URL": retry_url, "DEAD_LETTER_QUEUE_URL": dead_letter_url})
+    # A short local schedule, so an outage and its recovery can be watched in a minute.
+    env.setdefault("RETRY_BASE_DELAY_SECONDS", "2")
+    env.setdefault("RETRY_MAX_DELAY_SECONDS", "20")
+    env.setdefault("SWEEP_GRACE_SECONDS", "5")
 
     sandbox_line = ""
     if "TRAFFICSTARS_URL" not in env:
@@ -53,7 +60,11 @@ def main() -> None:
         ).start()
         env["TRAFFICSTARS_URL"] = sandbox.base_url
         env["REQUESTS_CA_BUNDLE"] = str(certificate.ca_file.resolve())
-        sandbox_line = f"  received:     {sandbox.base_url.split('/api/')[0]}/__sandbox/requests\n"
+        root = sandbox.base_url.split("/api/")[0]
+        sandbox_line = (
+            f"  received:     {root}/__sandbox/requests\n"
+            f"  outage:       curl -k -X POST {root}/__sandbox/outage   (and .../__sandbox/recover)\n"
+        )
     env.update({"SECRET_ID": defaults.SECRET_ID, "TABLE_NAME": defaults.TABLE_NAME, "LOCAL_MODE": "true"})
     env.setdefault("POWERTOOLS_SERVICE_NAME", "postback-relay")
     env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PostbackRelay")
@@ -61,6 +72,7 @@ def main() -> None:
     env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
     from postback_relay.local.front import LocalApi
+    from postback_relay.local.worker import LocalPipeline
     from postback_relay.settings import Settings, SettingsError
 
     try:
@@ -73,6 +85,8 @@ def main() -> None:
         print(f"--> {method} {path} -> {status} {body}", flush=True)
 
     api = LocalApi(routes, host, api_port, on_response=show)
+    sweep_interval = float(env.get("SWEEP_INTERVAL_SECONDS", "10"))
+    LocalPipeline(sqs, retry_url, sweep_interval).start()
     lines = [f"  {route.method:<5} {api.base_url}{route.path}" for route in routes]
     print(
         "postback-relay is running locally (Ctrl-C stops it)\n"

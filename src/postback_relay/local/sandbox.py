@@ -5,7 +5,8 @@ GET /api/v1/cpa/action/{click_id}?value=…&lead_code=…&key=… →
   "the price should be between 0.010 and 200.000" |
   "The transfer of the lead_code is possible only with the https protocol"}}.
 It records every request (key redacted) and can be told to fail, so tests and `make run` can watch
-what the relay sends. Introspection: GET /__sandbox/requests, POST /__sandbox/reset."""
+what the relay sends. Control: GET /__sandbox/requests, POST /__sandbox/reset, POST /__sandbox/outage (every
+postback answered 503) and POST /__sandbox/recover."""
 
 from __future__ import annotations
 
@@ -141,9 +142,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, json.dumps(answer))
 
     def do_POST(self) -> None:
-        if urlsplit(self.path).path == "/__sandbox/reset":
+        path = urlsplit(self.path).path
+        if path == "/__sandbox/reset":
             self.server.state.reset()
             self._reply(200, json.dumps({"ok": True}))
+            return
+        if path == "/__sandbox/outage":  # answer every postback 503 until /__sandbox/recover
+            self.server.state.fault = lambda received: (503, json.dumps({"error": {"msg": "sandbox outage"}}))
+            self._reply(200, json.dumps({"ok": True, "outage": True}))
+            return
+        if path == "/__sandbox/recover":
+            self.server.state.fault = None
+            self._reply(200, json.dumps({"ok": True, "outage": False}))
             return
         self._reply(405, json.dumps({"error": {"msg": "method not allowed"}}))
 

@@ -69,11 +69,19 @@ def http_routes(template: dict[str, Any]) -> list[Route]:
 
 
 def table_definition(template: dict[str, Any], logical_id: str = "ConversionsTable") -> dict[str, Any]:
-    """CreateTable arguments for a table of the template (key schema, attributes, billing, TTL attribute)."""
+    """CreateTable arguments for a table of the template (keys, indexes, attributes, billing, TTL attribute)."""
     properties = template["Resources"][logical_id]["Properties"]
     return {
         "KeySchema": properties["KeySchema"],
         "AttributeDefinitions": properties["AttributeDefinitions"],
         "BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST"),
+        "GlobalSecondaryIndexes": properties.get("GlobalSecondaryIndexes", []),
         "TimeToLiveAttribute": properties.get("TimeToLiveSpecification", {}).get("AttributeName"),
     }
+
+
+def queue_attributes(template: dict[str, Any], logical_id: str) -> dict[str, str]:
+    """The SQS attributes of a queue of the template that moto understands (visibility, retention)."""
+    properties = template["Resources"][logical_id].get("Properties", {})
+    names = {"VisibilityTimeout": "VisibilityTimeout", "MessageRetentionPeriod": "MessageRetentionPeriod"}
+    return {attribute: str(properties[key]) for key, attribute in names.items() if key in properties}

@@ -1,0 +1,42 @@
+"""The SQS retry queue and dead-letter queue. Messages carry only the conversion's key: the record in
+DynamoDB is the truth, so a duplicated, late or lost message can never send twice or lose a conversion."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+MAX_DELAY_SECONDS = 900  # SQS DelaySeconds ceiling; longer waits are found by the sweep
+
+
+class QueueUnavailable(Exception):
+    """SQS could not take the message."""
+
+
+class RetryQueue:
+    """Schedules conversions for the retry worker and parks the exhausted ones in the dead-letter queue."""
+
+    def __init__(self, client: Any, queue_url: str, dead_letter_url: str | None) -> None:
+        self._client = client
+        self.queue_url = queue_url
+        self.dead_letter_url = dead_letter_url
+
+    def schedule(self, conversion_id: str, delay_seconds: float) -> None:
+        """Ask the worker to try ``conversion_id`` in ``delay_seconds`` (at most 15 minutes)."""
+        delay = max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
+        self._send(self.queue_url, {"conversion_id": conversion_id}, delay)
+
+    def dead_letter(self, conversion_id: str, reason: str, attempts: int) -> None:
+        """Park an exhausted conversion where an alarm watches and `replay --dlq` finds it."""
+        if self.dead_letter_url:
+            self._send(
+                self.dead_letter_url, {"conversion_id": conversion_id, "reason": reason, "attempts": attempts}, 0
+            )
+
+    def _send(self, url: str, body: dict[str, Any], delay: int) -> None:
+        try:
+            self._client.send_message(QueueUrl=url, MessageBody=json.dumps(body), DelaySeconds=delay)
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueUnavailable(f"SQS send_message failed: {type(exc).__name__}") from None

@@ -1,0 +1,164 @@
+"""Replay: re-drive the dead-letter queue, or re-send conversions chosen from the table, through the same
+claim as every other attempt, so replaying twice still sends each conversion once.
+
+    python -m postback_relay.replay dlq [--dry-run]
+    python -m postback_relay.replay records [--status failed] [--since 2026-11-01] [--click-id ID] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from postback_relay.queue import RetryQueue
+from postback_relay.store import ConversionStore
+
+REPLAYABLE = ("failed", "rejected", "retry_pending")
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did (or, dry, would do)."""
+
+    queued: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # conversion id → why (e.g. already sent)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return {"queued": self.queued, "skipped": self.skipped}
+
+
+Progress = Callable[[int, str], None]
+
+
+def redrive_dead_letters(
+    sqs: Any, store: ConversionStore, queue: RetryQueue, dry_run: bool = False, progress: Progress | None = None
+) -> ReplayReport:
+    """Move every message of the dead-letter queue back to the retry worker. Each conversion is reopened
+    (failed → retry_pending) only if it is not sent; its message is deleted once queued or found done."""
+    report = ReplayReport()
+    if not queue.dead_letter_url:
+        raise ValueError("no dead-letter queue configured (DEAD_LETTER_QUEUE_URL)")
+    seen: set[str] = set()
+    while True:
+        response = sqs.receive_message(
+            QueueUrl=queue.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=30
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            conversion_id = str(json.loads(message["Body"]).get("conversion_id", ""))
+            if conversion_id in seen:  # dry runs leave messages in place; don't loop on them
+                continue
+            seen.add(conversion_id)
+            _replay_one(conversion_id, store, queue, dry_run, report)
+            if progress:
+                progress(len(seen), conversion_id)
+            if not dry_run:
+                sqs.delete_message(QueueUrl=queue.dead_letter_url, ReceiptHandle=message["ReceiptHandle"])
+        if dry_run and all(str(json.loads(m["Body"]).get("conversion_id", "")) in seen for m in messages):
+            break
+    return report
+
+
+def replay_records(
+    store: ConversionStore,
+    queue: RetryQueue,
+    statuses: Iterable[str] = ("failed",),
+    since: str | None = None,
+    click_id: str | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ReplayReport:
+    """Re-send the conversions matching the filters whose status allows it (never one already sent)."""
+    wanted = tuple(statuses)
+    refused = [status for status in wanted if status not in REPLAYABLE]
+    if refused:
+        raise ValueError(f"cannot replay status {', '.join(refused)}: only {', '.join(REPLAYABLE)}")
+    report = ReplayReport()
+    for count, record in enumerate(store.select(wanted, since, click_id), start=1):
+        _replay_one(str(record["pk"]), store, queue, dry_run, report, record)
+        if progress:
+            progress(count, str(record["pk"]))
+    return report
+
+
+def _replay_one(
+    conversion_id: str,
+    store: ConversionStore,
+    queue: RetryQueue,
+    dry_run: bool,
+    report: ReplayReport,
+    record: dict[str, Any] | None = None,
+) -> None:
+    record = record if record is not None else store.get(conversion_id)
+    if record is None:
+        report.skipped[conversion_id] = "no such conversion"
+        return
+    status = str(record.get("status"))
+    if status not in REPLAYABLE:
+        report.skipped[conversion_id] = f"status is {status}"
+        return
+    if dry_run:
+        report.queued.append(conversion_id)
+        return
+    if not store.reopen(conversion_id, REPLAYABLE):
+        report.skipped[conversion_id] = "changed meanwhile (sent or in flight)"
+        return
+    queue.schedule(conversion_id, 0)
+    report.queued.append(conversion_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line, against the deployment the environment names (TABLE_NAME, RETRY_QUEUE_URL, …)."""
+    parser = argparse.ArgumentParser(
+        prog="postback-relay replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="what", required=True)
+    dlq = sub.add_parser("dlq", help="re-drive every conversion in the dead-letter queue")
+    dlq.add_argument("--dry-run", action="store_true", help="print what would be re-sent, change nothing")
+    records = sub.add_parser("records", help="re-send conversions selected from the table")
+    records.add_argument(
+        "--status", action="append", choices=REPLAYABLE, help="status to select (repeatable; default failed)"
+    )
+    records.add_argument("--since", help="only records changed at or after this ISO time (e.g. 2026-11-01)")
+    records.add_argument("--click-id", help="only this click id")
+    records.add_argument("--dry-run", action="store_true", help="print what would be re-sent, change nothing")
+    args = parser.parse_args(argv)
+
+    import boto3
+
+    from postback_relay.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not settings.retry_queue_url:
+        print("error: RETRY_QUEUE_URL is not set: replay needs the retry queue", file=sys.stderr)
+        return 2
+    sqs = boto3.client("sqs")
+    store = ConversionStore(boto3.client("dynamodb"), settings.table_name, settings.retention_days)
+    queue = RetryQueue(sqs, settings.retry_queue_url, settings.dead_letter_queue_url)
+
+    def show(count: int, conversion_id: str) -> None:
+        print(f"\r{count} examined ({conversion_id})", end="", file=sys.stderr, flush=True)
+
+    if args.what == "dlq":
+        report = redrive_dead_letters(sqs, store, queue, args.dry_run, show)
+    else:
+        report = replay_records(store, queue, args.status or ["failed"], args.since, args.click_id, args.dry_run, show)
+    print(file=sys.stderr)
+    verb = "would re-send" if args.dry_run else "re-sent"
+    print(json.dumps({"dry_run": args.dry_run, verb: report.queued, "skipped": report.skipped}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The retry worker (SQS trigger, partial batch failures) and the sweep (schedule): handlers only.
+
+Handlers: postback_relay.retry.retry_handler and postback_relay.retry.sweep_handler."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from postback_relay.runtime import get_runtime, load_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+load_settings()  # fail at start, naming the setting
+
+
+def retry_record(record: SQSRecord) -> None:
+    """One queued conversion. Raising leaves the message to SQS (visibility timeout, then the DLQ)."""
+    conversion_id = json.loads(record.body)["conversion_id"]
+    logger.append_keys(conversion_id=conversion_id)
+    outcome = get_runtime().relay.retry(conversion_id)
+    if outcome is None:
+        logger.info("not due or already handled")
+        return
+    metrics.add_metric(name="Retries", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=f"Outcome_{outcome.status}", unit=MetricUnit.Count, value=1)
+    for answer in outcome.answers:
+        metrics.add_metric(name="PostbackLatency", unit=MetricUnit.Milliseconds, value=answer.duration_ms)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def retry_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    """SQS batch: each message is one conversion key; failures are reported per message."""
+    return process_partial_response(event=event, record_handler=retry_record, processor=processor, context=context)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def sweep_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    """Scheduled: re-queue conversions stranded past their due time."""
+    count = get_runtime().relay.sweep()
+    metrics.add_metric(name="SweptConversions", unit=MetricUnit.Count, value=count)
+    return {"requeued": count}
