@@ -40,7 +40,7 @@ import pytest  # noqa: E402
 from aws_lambda_powertools.utilities import parameters  # noqa: E402
 
 from postback_relay.local.moto_server import SerializedMotoServer  # noqa: E402
-from postback_relay.local.resources import create_table, put_secret  # noqa: E402
+from postback_relay.local.resources import create_queues, create_table, put_secret  # noqa: E402
 from postback_relay.local.sandbox import TrafficStarsSandbox  # noqa: E402
 from postback_relay.local.tls import LoopbackCertificate, make_loopback_certificate  # noqa: E402
 from postback_relay.runtime import reset_runtime  # noqa: E402
@@ -78,8 +78,11 @@ class Aws:
     server: SerializedMotoServer
     dynamodb: Any
     secretsmanager: Any
+    sqs: Any
     table_name: str
     secret_id: str
+    retry_url: str
+    dead_letter_url: str
 
     def record(self, pk: str) -> dict[str, Any] | None:
         from boto3.dynamodb.types import TypeDeserializer
@@ -102,6 +105,19 @@ class Aws:
     def put_secret(self, values: dict[str, Any]) -> None:
         put_secret(self.secretsmanager, self.secret_id, values)
 
+    def queued(self, url: str | None = None) -> list[dict[str, Any]]:
+        """Bodies of the messages waiting in a queue (default: the retry queue), without consuming them."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url or self.retry_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+        )["Attributes"]
+        return [
+            {}
+            for _ in range(
+                int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesDelayed"])
+            )
+        ]
+
     def calls(self, target: str) -> int:
         """How many requests moto received for an API action, e.g. 'secretsmanager.GetSecretValue'."""
         return sum(1 for call in self.server.calls if call.lower().endswith(target.lower()))
@@ -113,14 +129,25 @@ def aws(moto_server: SerializedMotoServer, monkeypatch: pytest.MonkeyPatch) -> I
     session = boto3.session.Session()
     dynamodb = session.client("dynamodb", endpoint_url=moto_server.endpoint)
     secretsmanager = session.client("secretsmanager", endpoint_url=moto_server.endpoint)
+    sqs = session.client("sqs", endpoint_url=moto_server.endpoint)
     create_table(dynamodb, os.environ["TABLE_NAME"])
+    retry_url, dead_letter_url = create_queues(sqs, "conversions-test")
     put_secret(
         secretsmanager,
         os.environ["SECRET_ID"],
         {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET},
     )
     moto_server.calls.clear()
-    yield Aws(moto_server, dynamodb, secretsmanager, os.environ["TABLE_NAME"], os.environ["SECRET_ID"])
+    yield Aws(
+        moto_server,
+        dynamodb,
+        secretsmanager,
+        sqs,
+        os.environ["TABLE_NAME"],
+        os.environ["SECRET_ID"],
+        retry_url,
+        dead_letter_url,
+    )
     moto_server.fault = None
 
 
@@ -139,6 +166,8 @@ def relay_env(
     monkeypatch.setenv("TRAFFICSTARS_URL", sandbox.base_url)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws.server.endpoint)
+    monkeypatch.setenv("RETRY_QUEUE_URL", aws.retry_url)
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", aws.dead_letter_url)
     parameters.clear_caches()
     reset_runtime()
     yield monkeypatch

@@ -277,12 +277,13 @@ class TestTrafficStarsAnswers:
         assert record is not None and (record["status"], record["trafficstars_answer"]) == ("rejected", message)
 
     @pytest.mark.parametrize("fault", [(503, "<html>busy</html>"), (429, ""), (500, '{"error":{"msg":"db"}}')])
-    def test_an_outage_is_recorded_retry_pending_and_the_senders_retry_delivers_it(
+    def test_an_outage_is_recorded_retry_pending_queued_and_a_redelivery_also_retries_it(
         self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox, fault: tuple[int, str]
     ) -> None:
         sandbox.state.fault = lambda r: fault
         first = invoke.stripe(purchase(), TEST_STRIPE_SECRET)
-        assert (first.status, first.body["status"]) == (503, "retry_pending")
+        assert (first.status, first.body["status"]) == (200, "retry_pending")  # durable and queued
+        assert len(aws.queued()) == 1
         record = aws.record(PURCHASE)
         assert record is not None and record["status"] == "retry_pending"
         assert record["trafficstars_http_status"] == fault[0]
@@ -294,6 +295,26 @@ class TestTrafficStarsAnswers:
         final = aws.record(PURCHASE)
         assert final is not None and final["attempts"] == 2 and len(final["attempt_log"]) == 2
 
+    def test_without_a_retry_queue_an_outage_is_answered_503_so_the_sender_retries(
+        self, invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        relay_env.delenv("RETRY_QUEUE_URL")
+        sandbox.state.fault = lambda r: (503, "")
+        assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).status == 503
+        sandbox.state.fault = None
+        assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).body["status"] == "sent"
+
+    def test_if_sqs_refuses_the_retry_the_sender_is_asked_to_retry(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        invoke(b"", path="/health", method="GET")
+        sandbox.state.fault = lambda r: (503, "")
+        aws.server.fault = lambda environ: "SendMessage" in environ.get("HTTP_X_AMZ_TARGET", "")
+        reply = invoke.stripe(purchase(), TEST_STRIPE_SECRET)
+        assert (reply.status, reply.body["status"]) == (503, "retry_pending")
+        record = aws.record(PURCHASE)
+        assert record is not None and record["status"] == "retry_pending" and "due_at" in record  # the sweep's
+
     def test_a_timeout_is_retryable_and_the_answer_still_fits_the_senders_budget(
         self, invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
     ) -> None:
@@ -302,7 +323,7 @@ class TestTrafficStarsAnswers:
         started = time.monotonic()
         reply = invoke.stripe(purchase(), TEST_STRIPE_SECRET)
         assert time.monotonic() - started < 2.5
-        assert (reply.status, reply.body["status"]) == (503, "retry_pending")
+        assert (reply.status, reply.body["status"]) == (200, "retry_pending")
         record = aws.record(PURCHASE)
         assert record is not None and record["trafficstars_reason"] == "timeout"
 

@@ -26,14 +26,16 @@ def test_one_python_arm64_function_with_tracing_and_powertools(template: dict[st
     assert function_globals["Tracing"] == "Active"
     env = function_globals["Environment"]["Variables"]
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "SECRET_ID", "TABLE_NAME"} <= set(env)
-    [function] = resources(template, "AWS::Serverless::Function").values()
+    function = template["Resources"]["WebhookFunction"]
     assert function["Properties"]["CodeUri"] == "src/"
     assert function["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": "WebhookLogGroup"}
 
 
-def test_the_log_group_has_retention(template: dict[str, Any]) -> None:
-    [group] = resources(template, "AWS::Logs::LogGroup").values()
-    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+def test_every_function_has_its_own_log_group_with_retention(template: dict[str, Any]) -> None:
+    groups = resources(template, "AWS::Logs::LogGroup")
+    assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
+    for function in resources(template, "AWS::Serverless::Function").values():
+        assert function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] in groups
 
 
 def test_the_table_is_on_demand_with_ttl_and_point_in_time_recovery(template: dict[str, Any]) -> None:
@@ -46,16 +48,49 @@ def test_the_table_is_on_demand_with_ttl_and_point_in_time_recovery(template: di
 
 def test_the_secret_is_a_parameter_and_the_policies_are_least_privilege(template: dict[str, Any]) -> None:
     assert "Default" not in template["Parameters"]["SecretArn"]
-    [function] = resources(template, "AWS::Serverless::Function").values()
-    policies = function["Properties"]["Policies"]
-    assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "SecretArn"}}} in policies
-    statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
-    assert all(s["Resource"] == {"GetAtt": "ConversionsTable.Arn"} for s in statements)
-    assert all(not a.endswith("*") for s in statements for a in s["Action"])
+    for function in resources(template, "AWS::Serverless::Function").values():
+        policies = function["Properties"]["Policies"]
+        assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "SecretArn"}}} in policies
+        statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
+        table = {"GetAtt": "ConversionsTable.Arn"}
+        assert all(s["Resource"] in (table, {"Sub": "${ConversionsTable.Arn}/index/due"}) for s in statements)
+        assert all(not a.endswith("*") for s in statements for a in s["Action"])
 
 
 def test_http_api_routes_and_outputs(template: dict[str, Any]) -> None:
-    [function] = resources(template, "AWS::Serverless::Function").values()
-    events = function["Properties"]["Events"].values()
+    events = template["Resources"]["WebhookFunction"]["Properties"]["Events"].values()
     assert all(e["Type"] == "HttpApi" and e["Properties"]["PayloadFormatVersion"] == "2.0" for e in events)
     assert "/webhooks/stripe" in template["Outputs"]["StripeWebhookUrl"]["Value"]["Sub"]
+
+
+def test_the_retry_worker_reads_its_queue_with_partial_batch_failures_and_bounded_concurrency(
+    template: dict[str, Any],
+) -> None:
+    worker = template["Resources"]["RetryFunction"]["Properties"]
+    [event] = worker["Events"].values()
+    assert event["Type"] == "SQS" and event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert worker["ReservedConcurrentExecutions"] == {"Ref": "RetryConcurrency"}
+    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RetryConcurrency"}
+
+
+def test_queue_timings_follow_the_aws_rules(template: dict[str, Any]) -> None:
+    worker_timeout = template["Resources"]["RetryFunction"]["Properties"]["Timeout"]
+    retry_queue = template["Resources"]["RetryQueue"]["Properties"]
+    dead_letters = template["Resources"]["DeadLetterQueue"]["Properties"]
+    assert retry_queue["VisibilityTimeout"] >= 6 * worker_timeout
+    assert dead_letters["MessageRetentionPeriod"] > retry_queue["MessageRetentionPeriod"]
+    assert retry_queue["RedrivePolicy"]["deadLetterTargetArn"] == {"GetAtt": "DeadLetterQueue.Arn"}
+    assert template["Parameters"]["RetryWindowSeconds"]["Default"] >= 3 * 86400
+
+
+def test_the_sweep_runs_on_a_schedule_and_an_alarm_watches_the_dead_letter_queue(template: dict[str, Any]) -> None:
+    [event] = template["Resources"]["SweepFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    alarm = template["Resources"]["DeadLetterQueueNotEmptyAlarm"]["Properties"]
+    assert alarm["Dimensions"][0]["Value"] == {"GetAtt": "DeadLetterQueue.QueueName"}
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+
+
+def test_the_due_index_is_sparse_and_keys_only(template: dict[str, Any]) -> None:
+    [index] = template["Resources"]["ConversionsTable"]["Properties"]["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "due" and index["Projection"] == {"ProjectionType": "KEYS_ONLY"}

@@ -1,0 +1,108 @@
+"""Replay: the dead-letter queue re-driven, or records re-sent, through the same claim: twice is once."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from postback_relay.local.sandbox import TrafficStarsSandbox
+from postback_relay.local.worker import drain_once
+from postback_relay.queue import RetryQueue
+from postback_relay.replay import main, redrive_dead_letters, replay_records
+from postback_relay.runtime import reset_runtime
+from postback_relay.store import ConversionStore
+from tests.conftest import TEST_STRIPE_SECRET, Aws
+from tests.helpers import Invoker, checkout_session, stripe_event
+
+
+@pytest.fixture
+def failed(invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox) -> list[str]:
+    """Three conversions that exhausted a one-second retry window while TrafficStars was down."""
+    for name, value in {
+        "RETRY_BASE_DELAY_SECONDS": "0.01",
+        "RETRY_MAX_DELAY_SECONDS": "0.02",
+        "RETRY_WINDOW_SECONDS": "1",
+    }.items():
+        relay_env.setenv(name, value)
+    reset_runtime()
+    sandbox.state.fault = lambda r: (503, "")
+    ids = []
+    for n in range(3):
+        body = stripe_event("checkout.session.completed", checkout_session(payment_intent=f"pi_{n}"))
+        ids.append(invoke.stripe(body, TEST_STRIPE_SECRET).body["conversion_id"])
+    time.sleep(1.1)
+    while drain_once(aws.sqs, aws.retry_url):
+        pass
+    assert all(aws.record(i)["status"] == "failed" for i in ids)  # type: ignore[index]
+    sandbox.state.fault = None
+    sandbox.state.received.clear()
+    relay_env.setenv("RETRY_WINDOW_SECONDS", "259200")
+    reset_runtime()
+    return ids
+
+
+def tools(aws: Aws) -> tuple[ConversionStore, RetryQueue]:
+    return ConversionStore(aws.dynamodb, aws.table_name, 90), RetryQueue(aws.sqs, aws.retry_url, aws.dead_letter_url)
+
+
+def drain(aws: Aws) -> None:
+    while drain_once(aws.sqs, aws.retry_url):
+        pass
+
+
+def test_redriving_the_dead_letter_queue_twice_sends_each_conversion_once(
+    failed: list[str], aws: Aws, sandbox: TrafficStarsSandbox
+) -> None:
+    store, queue = tools(aws)
+    for conversion_id in failed:  # the same conversion twice in the DLQ (poison redrive + explicit)
+        queue.dead_letter(conversion_id, "again", 1)
+    first = redrive_dead_letters(aws.sqs, store, queue)
+    assert sorted(set(first.queued)) == sorted(failed)
+    second = redrive_dead_letters(aws.sqs, store, queue)
+    assert second.queued == []
+    drain(aws)
+    for conversion_id in failed:
+        queue.dead_letter(conversion_id, "third time", 1)
+    third = redrive_dead_letters(aws.sqs, store, queue)
+    drain(aws)
+    assert third.queued == [] and set(third.skipped.values()) == {"status is sent"}
+    lead_codes = [r.params["lead_code"] for r in sandbox.state.accepted()]
+    assert len(lead_codes) == len(set(lead_codes)) == 3
+
+
+def test_a_dry_run_changes_nothing(failed: list[str], aws: Aws, sandbox: TrafficStarsSandbox) -> None:
+    store, queue = tools(aws)
+    report = redrive_dead_letters(aws.sqs, store, queue, dry_run=True)
+    assert sorted(report.queued) == sorted(failed)
+    assert all(aws.record(i)["status"] == "failed" for i in failed)  # type: ignore[index]
+    drain(aws)
+    assert sandbox.state.received == []
+
+
+def test_records_selected_by_status_and_click_id_are_replayed_once(
+    failed: list[str], aws: Aws, sandbox: TrafficStarsSandbox
+) -> None:
+    store, queue = tools(aws)
+    report = replay_records(store, queue, ["failed"])
+    assert sorted(report.queued) == sorted(failed)
+    again = replay_records(store, queue, ["failed", "retry_pending"])
+    drain(aws)
+    assert len(sandbox.state.accepted()) == 3
+    assert replay_records(store, queue, ["failed"]).queued == []
+    assert len(again.queued) <= 3
+
+
+def test_sent_conversions_cannot_be_replayed(aws: Aws) -> None:
+    store, queue = tools(aws)
+    with pytest.raises(ValueError, match="cannot replay status sent"):
+        replay_records(store, queue, ["sent"])
+
+
+def test_the_command_line_prints_what_a_dry_run_would_send(
+    failed: list[str], aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["records", "--status", "failed", "--dry-run"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert output["dry_run"] is True and sorted(output["would re-send"]) == sorted(failed)
