@@ -47,6 +47,7 @@ from postback_relay.runtime import reset_runtime  # noqa: E402
 from tests.helpers import Invoker  # noqa: E402
 
 BASE_ENV = dict(os.environ)
+FAULT_FIGURES: list[str] = []  # filled by tests/test_faults.py, printed at the end of the run
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's access log
 
 
@@ -179,6 +180,14 @@ def relay_env(
 def invoke(relay_env: pytest.MonkeyPatch) -> Invoker:
     """Calls the real Lambda handler with a payload-2.0 event; settings are (re)read on the first call."""
     return Invoker()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault suite's figures, in the test output."""
+    if FAULT_FIGURES:
+        terminalreporter.section("fault suite figures")
+        for line in FAULT_FIGURES:
+            terminalreporter.write_line(line)
 
 
 def pytest_report_header() -> list[str]:

@@ -3,6 +3,7 @@ atomically: without this, two concurrent conditional writes to moto's in-memory 
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,6 +29,11 @@ class SerializedMotoServer:
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if self.fault is not None and target:
+            # The body is read once and put back, so a fault can depend on it (``environ["moto.body"]``).
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"], environ["moto.body"] = io.BytesIO(body), body
         if self.fault is not None and target and self.fault(environ):
             body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected fault"}'
             start_response(
