@@ -75,6 +75,17 @@ def test_retry_after_sets_the_next_due_time(invoke: Invoker, aws: Aws, sandbox: 
     assert record is not None and record["due_at"] >= time.time() + 10  # at least the 30 s base's lower half
 
 
+def test_a_wait_longer_than_sqs_can_delay_is_left_to_the_sweep(
+    invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+) -> None:
+    relay_env.setenv("RETRY_BASE_DELAY_SECONDS", "3600")
+    sandbox.state.fault = lambda r: (503, "")
+    assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).status == 200
+    assert aws.queued() == []
+    record = aws.record(PURCHASE)
+    assert record is not None and record["due_at"] > time.time() + 1700  # the sweep will bring it back
+
+
 def test_a_rejection_during_a_retry_is_final(
     invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:

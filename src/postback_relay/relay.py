@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger
 from postback_relay.backoff import next_attempt_at, parse_retry_after
 from postback_relay.conversion import Conversion, Ignored, Reversal, lead_code
 from postback_relay.money import decide_value, format_value
-from postback_relay.queue import QueueUnavailable, RetryQueue
+from postback_relay.queue import MAX_DELAY_SECONDS, QueueUnavailable, RetryQueue
 from postback_relay.secret_store import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
 from postback_relay.settings import Settings
 from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch, WebhookSource
@@ -287,8 +287,9 @@ class Relay:
             return False
         try:
             if status == "retry_pending" and due_at is not None:
-                self._queue.schedule(pk, due_at - now)
-                return True
+                if due_at - now <= MAX_DELAY_SECONDS:
+                    self._queue.schedule(pk, due_at - now)
+                return True  # a longer wait is the sweep's: the due index holds it
             if status == "failed":
                 self._queue.dead_letter(pk, final.message, attempts)
         except QueueUnavailable as exc:
