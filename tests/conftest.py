@@ -177,6 +177,16 @@ def relay_env(
 
 
 @pytest.fixture
+def fast_retries(relay_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Retries due at once and a sweep without grace, so a test can drain the queue without waiting."""
+    relay_env.setenv("RETRY_BASE_DELAY_SECONDS", "0.01")
+    relay_env.setenv("RETRY_MAX_DELAY_SECONDS", "0.02")
+    relay_env.setenv("SWEEP_GRACE_SECONDS", "0")
+    reset_runtime()
+    return relay_env
+
+
+@pytest.fixture
 def invoke(relay_env: pytest.MonkeyPatch) -> Invoker:
     """Calls the real Lambda handler with a payload-2.0 event; settings are (re)read on the first call."""
     return Invoker()

@@ -42,16 +42,6 @@ def collect_what_was_written(request: pytest.FixtureRequest, capfd: pytest.Captu
             WRITTEN.extend(m["Body"] for m in messages.get("Messages", []))
 
 
-@pytest.fixture
-def fast(relay_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    relay_env.setenv("RETRY_BASE_DELAY_SECONDS", "0.01")
-    relay_env.setenv("RETRY_MAX_DELAY_SECONDS", "0.02")
-    relay_env.setenv("SWEEP_GRACE_SECONDS", "0")
-    relay_env.setenv("SECRET_REFRESH_MIN_INTERVAL_SECONDS", "5")
-    reset_runtime()
-    return relay_env
-
-
 def purchase(pi: str) -> bytes:
     return stripe_event("checkout.session.completed", checkout_session(payment_intent=pi))
 
@@ -114,7 +104,7 @@ def test_2_fifty_concurrent_duplicates_never_make_two_gets(
 
 
 def test_3_a_thousand_conversions_through_10_50_100_percent_failure_all_arrive_once(
-    invoke: Invoker, fast: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+    invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
     rng = random.Random(20261124)
     rates = [0.10] * 333 + [0.50] * 333 + [1.00] * 334
@@ -190,7 +180,7 @@ def test_4_with_20_percent_of_dynamodb_writes_failing_no_2xx_lacks_a_record(
 
 
 def test_5_a_worker_killed_between_claim_and_send_sends_once_after_its_lease(
-    invoke: Invoker, fast: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+    invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
     from postback_relay.store import ConversionStore
 
@@ -213,13 +203,13 @@ def test_5_a_worker_killed_between_claim_and_send_sends_once_after_its_lease(
 
 
 def test_6_the_dead_letter_queue_redriven_twice_makes_one_get_per_conversion(
-    invoke: Invoker, fast: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+    invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
     from postback_relay.queue import RetryQueue
     from postback_relay.replay import redrive_dead_letters
     from postback_relay.store import ConversionStore
 
-    fast.setenv("RETRY_WINDOW_SECONDS", "1")
+    fast_retries.setenv("RETRY_WINDOW_SECONDS", "1")
     reset_runtime()
     sandbox.state.fault = lambda r: (503, "")
     ids = [invoke.stripe(purchase(f"pi_dlq_{n}"), TEST_STRIPE_SECRET).body["conversion_id"] for n in range(5)]
@@ -235,7 +225,7 @@ def test_6_the_dead_letter_queue_redriven_twice_makes_one_get_per_conversion(
     for conversion_id in ids:
         queue.dead_letter(conversion_id, "operator re-parked it", 1)
     second = redrive_dead_letters(aws.sqs, store, queue)
-    fast.setenv("RETRY_WINDOW_SECONDS", "259200")
+    fast_retries.setenv("RETRY_WINDOW_SECONDS", "259200")
     reset_runtime()
     drain(aws)
     per_code = gets_per_lead_code(sandbox)

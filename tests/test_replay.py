@@ -18,14 +18,9 @@ from tests.helpers import Invoker, checkout_session, stripe_event
 
 
 @pytest.fixture
-def failed(invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox) -> list[str]:
+def failed(invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox) -> list[str]:
     """Three conversions that exhausted a one-second retry window while TrafficStars was down."""
-    for name, value in {
-        "RETRY_BASE_DELAY_SECONDS": "0.01",
-        "RETRY_MAX_DELAY_SECONDS": "0.02",
-        "RETRY_WINDOW_SECONDS": "1",
-    }.items():
-        relay_env.setenv(name, value)
+    fast_retries.setenv("RETRY_WINDOW_SECONDS", "1")
     reset_runtime()
     sandbox.state.fault = lambda r: (503, "")
     ids = []
@@ -38,7 +33,7 @@ def failed(invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: Tr
     assert all(aws.record(i)["status"] == "failed" for i in ids)  # type: ignore[index]
     sandbox.state.fault = None
     sandbox.state.received.clear()
-    relay_env.setenv("RETRY_WINDOW_SECONDS", "259200")
+    fast_retries.setenv("RETRY_WINDOW_SECONDS", "259200")
     reset_runtime()
     return ids
 

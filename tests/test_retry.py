@@ -17,16 +17,6 @@ from tests.helpers import Invoker, checkout_session, stripe_event
 PURCHASE = "stripe#pi_test_0001"
 
 
-@pytest.fixture
-def fast_retries(relay_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """Retries due at once, so a test can drain the queue without waiting."""
-    relay_env.setenv("RETRY_BASE_DELAY_SECONDS", "0.01")
-    relay_env.setenv("RETRY_MAX_DELAY_SECONDS", "0.02")
-    relay_env.setenv("SWEEP_GRACE_SECONDS", "0")
-    reset_runtime()
-    return relay_env
-
-
 def purchase(pi: str = "pi_test_0001") -> bytes:
     return stripe_event("checkout.session.completed", checkout_session(payment_intent=pi))
 

@@ -71,13 +71,9 @@ class ConversionStore:
             initial.update(lease_token=token, lease_until=until, attempts=1, due_shard=DUE_SHARD, due_at=until)
         names: dict[str, str] = {"#event_ids": "event_ids", "#event_types": "event_types", "#deliveries": "deliveries"}
         values: dict[str, Any] = {":event_id": {event_id}, ":event_type": {event_type}, ":one": 1}
-        assignments: list[str] = []
-        for index, (name, value) in enumerate(initial.items()):
-            if value is None or name == "deliveries":
-                continue
-            names[f"#f{index}"] = name
-            values[f":f{index}"] = value
-            assignments.append(f"#f{index} = if_not_exists(#f{index}, :f{index})")
+        assignments = _set_fields(
+            {k: v for k, v in initial.items() if k != "deliveries"}, "f", names, values, keep_existing=True
+        )
         names.update({"#updated_at": "updated_at", "#expires_at": "expires_at"})
         values.update({":updated_at": iso_timestamp(now), ":expires_at": int(now) + self._retention_seconds})
         assignments += ["#updated_at = :updated_at", "#expires_at = :expires_at"]
@@ -133,12 +129,7 @@ class ConversionStore:
         if upgrade:
             condition = "#status IN (:no_click_id, :invalid_click_id)"
             values.update({":no_click_id": "no_click_id", ":invalid_click_id": "invalid_click_id"})
-            for index, (name, value) in enumerate(upgrade.items()):
-                if value is None:
-                    continue
-                names[f"#u{index}"] = name
-                values[f":u{index}"] = value
-                assignments.append(f"#u{index} = :u{index}")
+            assignments += _set_fields(upgrade, "u", names, values)
         else:
             retry = "(#status = :retry AND #due_at <= :now)" if due_only else "#status = :retry"
             condition = f"{retry} OR (#status = :sending AND #lease_until < :now)"
@@ -188,10 +179,7 @@ class ConversionStore:
             "#updated_at = :updated_at",
             "#attempt_log = list_append(if_not_exists(#attempt_log, :empty), :entry)",
         ]
-        for index, (name, value) in enumerate(fields.items()):
-            names[f"#o{index}"] = name
-            values[f":o{index}"] = value
-            assignments.append(f"#o{index} = :o{index}")
+        assignments += _set_fields(fields, "o", names, values)
         removals = ["#lease_token", "#lease_until"]
         if due_at is not None:
             values.update({":due_shard": DUE_SHARD, ":due_at": due_at})
@@ -244,12 +232,7 @@ class ConversionStore:
                     "#status = :status",
                 ]
                 names.update({"#due_shard": "due_shard", "#due_at": "due_at"})
-            for index, (name, value) in enumerate(fields.items()):
-                if value is None:
-                    continue
-                names[f"#r{index}"] = name
-                values[f":r{index}"] = value
-                assignments.append(f"#r{index} = :r{index}")
+            assignments += _set_fields(fields, "r", names, values)
             removal = " REMOVE #due_shard, #due_at" if "#due_shard" in names else ""
             result = self._update(
                 pk,
@@ -397,6 +380,26 @@ class ConversionStore:
         except BotoCoreError as exc:
             raise StoreUnavailable(f"DynamoDB update_item failed: {type(exc).__name__}") from None
         return _from_item(response.get("Attributes") or {})
+
+
+def _set_fields(
+    fields: Mapping[str, Any],
+    prefix: str,
+    names: dict[str, str],
+    values: dict[str, Any],
+    keep_existing: bool = False,
+) -> list[str]:
+    """SET clauses for ``fields`` (None values skipped), registering their placeholders in ``names`` and
+    ``values``; with ``keep_existing``, an attribute already on the item keeps its value."""
+    clauses: list[str] = []
+    for index, (name, value) in enumerate(fields.items()):
+        if value is None:
+            continue
+        names[f"#{prefix}{index}"] = name
+        values[f":{prefix}{index}"] = value
+        target = f"if_not_exists(#{prefix}{index}, :{prefix}{index})" if keep_existing else f":{prefix}{index}"
+        clauses.append(f"#{prefix}{index} = {target}")
+    return clauses
 
 
 def _storable(value: Any) -> Any:
