@@ -202,6 +202,12 @@ class TestEvents:
         assert (event.identities, event.kind) == ((PURCHASE,), "partially_refunded")
         assert event.amount is not None and str(event.amount.amount) == "20.00"
 
+    def test_a_refund_whose_amount_cannot_be_read_is_still_a_reversal(self) -> None:
+        payload = refund()
+        del payload["transactions"][0]["currency"]
+        event = SHOPIFY.parse(payload, SETTINGS)
+        assert isinstance(event, Reversal) and event.amount is None
+
     def test_a_refund_that_returned_no_money_is_ignored(self) -> None:
         assert isinstance(SHOPIFY.parse(refund(status="failure"), SETTINGS), Ignored)
 

@@ -59,8 +59,8 @@ class ShopifySource:
         order_id = _order_id(payload.get("id"), "id")
         status = payload.get("financial_status")
         event_id = f"order/{order_id}@{payload.get('updated_at') or payload.get('created_at') or ''}"
-        if payload.get("cancelled_at"):
-            return Reversal("shopify", (order_id,), event_id, "order.cancelled", "cancelled", _total(payload))
+        if payload.get("cancelled_at"):  # its totals by then say what is left, not what was reversed
+            return Reversal("shopify", (order_id,), event_id, "order.cancelled", "cancelled")
         if isinstance(status, str) and status in REVERSED_STATUSES:
             return Reversal("shopify", (order_id,), event_id, f"order.{status}", REVERSED_STATUSES[status])
         if status != "paid":
@@ -107,16 +107,27 @@ def _refund(refund: dict[str, Any]) -> ParsedEvent:
     amount: Money | None = None
     if isinstance(transactions, list):
         refunded = [
-            major_amount(t.get("amount"), t.get("currency"), "transactions[].amount")
+            t
             for t in transactions
             if isinstance(t, dict) and t.get("kind") == "refund" and t.get("status") == "success"
         ]
         if not refunded:
             return Ignored("refund", "no money was returned (a restock or a failed refund)")
-        if len({money.currency for money in refunded}) == 1:
-            amount = Money(sum((money.amount for money in refunded), Decimal(0)), refunded[0].currency)
+        amount = _sum(refunded)
     event_id = f"refund/{refund.get('id')}"
     return Reversal("shopify", (order_id,), event_id, "refund", "partially_refunded", amount)
+
+
+def _sum(transactions: list[dict[str, Any]]) -> Money | None:
+    """What the refund returned, when it can be told (one currency, readable amounts); the reversal is
+    recorded either way, since refusing it would only make Shopify retry and then drop the subscription."""
+    try:
+        amounts = [major_amount(t.get("amount"), t.get("currency"), "transactions[].amount") for t in transactions]
+    except MalformedEvent:
+        return None
+    if len({money.currency for money in amounts}) != 1:
+        return None
+    return Money(sum((money.amount for money in amounts), Decimal(0)), amounts[0].currency)
 
 
 SHOPIFY = ShopifySource()
