@@ -15,6 +15,15 @@ from typing import Any
 # Nothing here can reach AWS: every client points at the moto server on 127.0.0.1.
 TEST_KEY = "ts-canary-key-7f3a9c1e5b"
 TEST_STRIPE_SECRET = "whsec_test_canary_4b8d2e6f0a"
+# Every other source's secret, as the relay's secret JSON holds them (canaries: tests look for them in output).
+TEST_SOURCE_SECRETS = {
+    "shopify_webhook_secret": "shpss_test_canary_9c1d3e",
+    "woocommerce_webhook_secret": "wc_test_canary_5a7b9d",
+    "paddle_webhook_secret": "pdl_ntfset_test_canary_2e4f6a",
+    "paddle_sandbox_webhook_secret": "pdl_ntfset_test_canary_sandbox_8b0c",
+    "lemonsqueezy_webhook_secret": "ls_test_canary_3d5f7b",
+    "postback_token": "pt-test-canary-6e8a0c",
+}
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -136,7 +145,7 @@ def aws(moto_server: SerializedMotoServer, monkeypatch: pytest.MonkeyPatch) -> I
     put_secret(
         secretsmanager,
         os.environ["SECRET_ID"],
-        {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET},
+        {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET, **TEST_SOURCE_SECRETS},
     )
     moto_server.calls.clear()
     yield Aws(

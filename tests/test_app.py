@@ -520,3 +520,53 @@ class TestSecrecy:
         body = purchase()
         encoded = base64.b64encode(body)
         assert base64.b64decode(encoded) == body
+
+
+class TestQueryForm:
+    """TRAFFICSTARS_URL_FORM=query: the current form, with goals per kind, opt-in price and duplicates."""
+
+    def test_a_purchase_is_sent_in_the_query_form_without_price_or_duplicates_by_default(
+        self, invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        relay_env.setenv("TRAFFICSTARS_URL_FORM", "query")
+        relay_env.setenv("TRAFFICSTARS_GOAL_PURCHASE", "1101")
+        assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).body["status"] == "sent"
+        [received] = sandbox.state.received
+        assert (received.form, received.click_id, received.key_matched) == ("query", CLICK_ID, True)
+        assert received.params == {
+            "clickid": CLICK_ID,
+            "goalid": "1101",
+            "value": "49.00",
+            "lead_code": received.params["lead_code"],
+            "key": "***",
+        }
+        record = aws.record(PURCHASE)
+        assert record is not None and record["goal"] == "purchase"
+        assert record["postback_url"].startswith(sandbox.base_url + "?clickid=") and record["postback_url"].endswith(
+            "&key=***"
+        )
+
+    def test_price_and_duplicates_are_sent_only_when_configured(
+        self, invoke: Invoker, relay_env: pytest.MonkeyPatch, sandbox: TrafficStarsSandbox
+    ) -> None:
+        relay_env.setenv("TRAFFICSTARS_URL_FORM", "query")
+        relay_env.setenv("TRAFFICSTARS_PRICE", "value")
+        relay_env.setenv("TRAFFICSTARS_ALLOW_DUPLICATES", "true")
+        invoke.stripe(purchase(), TEST_STRIPE_SECRET)
+        [received] = sandbox.state.received
+        assert (received.params["price"], received.params["value"], received.params["allow_duplicates"]) == (
+            "49.00",
+            "49.00",
+            "1",
+        )
+
+    def test_stripe_renewals_go_to_the_renewal_goal(
+        self, invoke: Invoker, relay_env: pytest.MonkeyPatch, sandbox: TrafficStarsSandbox
+    ) -> None:
+        relay_env.setenv("TRAFFICSTARS_URL_FORM", "query")
+        relay_env.setenv("TRAFFICSTARS_GOAL_PURCHASE", "1101")
+        relay_env.setenv("TRAFFICSTARS_GOAL_RENEWAL", "1102")
+        first = invoice(invoice_id="in_first", billing_reason="subscription_create")
+        invoke.stripe(stripe_event("invoice.paid", first), TEST_STRIPE_SECRET)
+        invoke.stripe(stripe_event("invoice.paid", invoice(invoice_id="in_cycle")), TEST_STRIPE_SECRET)
+        assert [r.params["goalid"] for r in sandbox.state.received] == ["1101", "1102"]

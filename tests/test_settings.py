@@ -105,3 +105,56 @@ def test_the_handler_module_fails_at_import_naming_the_setting() -> None:
     )
     assert result.returncode != 0
     assert "SECRET_ID is required" in result.stderr
+
+
+def test_the_postback_uses_the_path_form_with_nothing_query_only_by_default() -> None:
+    options = settings().postback_options
+    assert (options.form, dict(options.goal_ids), options.price, options.allow_duplicates) == (
+        "path",
+        {},
+        "none",
+        False,
+    )
+    template_defaults = {"TRAFFICSTARS_URL_FORM": "path", "TRAFFICSTARS_GOAL_PURCHASE": "", "TRAFFICSTARS_PRICE": ""}
+    assert settings(**template_defaults, TRAFFICSTARS_ALLOW_DUPLICATES="false").postback_options == options
+
+
+def test_the_query_form_reads_goals_price_and_duplicates() -> None:
+    options = settings(
+        TRAFFICSTARS_URL_FORM="query",
+        TRAFFICSTARS_GOAL_PURCHASE="1101",
+        TRAFFICSTARS_GOAL_LEAD="0",
+        TRAFFICSTARS_PRICE="2.50",
+        TRAFFICSTARS_ALLOW_DUPLICATES="true",
+    ).postback_options
+    assert (options.form, dict(options.goal_ids)) == ("query", {"purchase": "1101", "lead": "0"})
+    assert (options.price, options.fixed_price, options.allow_duplicates) == ("fixed", Decimal("2.50"), True)
+    assert settings(TRAFFICSTARS_URL_FORM="query", TRAFFICSTARS_PRICE="value").postback_options.price == "value"
+    assert settings(TRAFFICSTARS_URL_FORM="query").postback_options.price == "none"  # never revenue by default
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["TRAFFICSTARS_GOAL_PURCHASE", "TRAFFICSTARS_GOAL_RENEWAL", "TRAFFICSTARS_PRICE", "TRAFFICSTARS_ALLOW_DUPLICATES"],
+)
+def test_query_only_settings_with_the_path_form_are_refused_with_the_way_out(name: str) -> None:
+    value = "true" if name == "TRAFFICSTARS_ALLOW_DUPLICATES" else "7"
+    with pytest.raises(SettingsError, match=f"{name}.*TRAFFICSTARS_URL_FORM=query"):
+        settings(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TRAFFICSTARS_URL_FORM", "json"),
+        ("TRAFFICSTARS_GOAL_PURCHASE", "purchase"),
+        ("TRAFFICSTARS_GOAL_LEAD", "-1"),
+        ("TRAFFICSTARS_PRICE", "cheap"),
+        ("TRAFFICSTARS_PRICE", "0"),
+        ("TRAFFICSTARS_PRICE", "250"),
+        ("TRAFFICSTARS_ALLOW_DUPLICATES", "maybe"),
+    ],
+)
+def test_an_invalid_query_form_setting_is_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        settings(**{"TRAFFICSTARS_URL_FORM": "query", name: value})

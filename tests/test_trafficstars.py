@@ -14,7 +14,7 @@ import requests
 
 from postback_relay.local.sandbox import HTTPS_ONLY, TrafficStarsSandbox
 from postback_relay.local.tls import LoopbackCertificate
-from postback_relay.trafficstars import Postback, TrafficStarsClient, build_url, classify, redact
+from postback_relay.trafficstars import Postback, PostbackOptions, TrafficStarsClient, build_url, classify, redact
 from tests.conftest import TEST_KEY
 from tests.helpers import CLICK_ID
 
@@ -172,3 +172,86 @@ def test_redirects_are_not_followed(redirector: str) -> None:
 def test_the_redacted_url_never_holds_the_key(client: TrafficStarsClient) -> None:
     url = client.redacted_url(POSTBACK)
     assert url.endswith("&key=***") and TEST_KEY not in url
+
+
+class TestQueryForm:
+    base = "https://tsyndicate.com/api/v1/cpa/action"
+
+    def test_the_url_has_the_query_form_in_the_documented_order(self) -> None:
+        postback = Postback(CLICK_ID, "lead0001", Decimal("49"), "1101", Decimal("2.5"), True)
+        assert build_url(self.base, postback, "k3y", "query") == (
+            f"{self.base}?clickid={CLICK_ID}&goalid=1101&value=49.00&price=2.50&lead_code=lead0001"
+            "&allow_duplicates=1&key=k3y"
+        )
+
+    def test_what_is_not_configured_is_left_out(self) -> None:
+        url = build_url(self.base, Postback(CLICK_ID, "l", Decimal("5")), "k", "query")
+        assert url == f"{self.base}?clickid={CLICK_ID}&value=5.00&lead_code=l&key=k"
+
+    def test_the_path_form_never_carries_query_only_parameters(self) -> None:
+        postback = Postback(CLICK_ID, "l", Decimal("5"), "1101", Decimal("2"), True)
+        assert build_url(self.base, postback, "k") == f"{self.base}/{CLICK_ID}?value=5.00&lead_code=l&key=k"
+
+    def test_price_is_never_the_revenue_unless_configured(self) -> None:
+        value = Decimal("49.00")
+        assert PostbackOptions("query").postback(CLICK_ID, "l", value, "purchase").price is None
+        assert PostbackOptions("query", price="value").postback(CLICK_ID, "l", value, "purchase").price == value
+        fixed = PostbackOptions("query", price="fixed", fixed_price=Decimal("2.5"))
+        assert fixed.postback(CLICK_ID, "l", value, "purchase").price == Decimal("2.5")
+
+    def test_goals_per_kind_with_renewals_counted_as_purchases_unless_they_have_their_own(self) -> None:
+        options = PostbackOptions("query", goal_ids={"purchase": "11"})
+        assert [options.goal_id(kind) for kind in ("purchase", "renewal", "lead")] == ["11", "11", None]
+        own = PostbackOptions("query", goal_ids={"purchase": "11", "renewal": "12", "lead": "0"})
+        assert [own.goal_id(kind) for kind in ("purchase", "renewal", "lead")] == ["11", "12", "0"]
+
+    def test_the_path_form_options_make_a_plain_postback(self) -> None:
+        options = PostbackOptions("path", goal_ids={"purchase": "11"}, price="value", allow_duplicates=True)
+        assert options.postback(CLICK_ID, "l", Decimal("1"), "purchase") == Postback(CLICK_ID, "l", Decimal("1"))
+
+    def test_the_redacted_query_url_never_holds_the_key(self, sandbox: TrafficStarsSandbox) -> None:
+        url = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query").redacted_url(POSTBACK)
+        assert url.endswith("&key=***") and "?clickid=" in url and TEST_KEY not in url
+
+    def test_the_sandbox_accepts_the_query_form(
+        self, sandbox: TrafficStarsSandbox, certificate: LoopbackCertificate, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+        client = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query")
+        answer = client.send(Postback(CLICK_ID, "lead0001", Decimal("49"), "1101", None, True), TEST_KEY)
+        assert (answer.kind, answer.http_status) == ("ok", 200)
+        [received] = sandbox.state.received
+        assert (received.form, received.click_id, received.key_matched) == ("query", CLICK_ID, True)
+        assert received.params == {
+            "clickid": CLICK_ID,
+            "goalid": "1101",
+            "value": "49.00",
+            "lead_code": "lead0001",
+            "allow_duplicates": "1",
+            "key": "***",
+        }
+
+    @pytest.mark.parametrize(
+        ("postback", "message", "reason"),
+        [
+            (Postback("", "l"), "clickid is empty", "invalid_code"),
+            (Postback("0" * 16, "l"), "clickid is short", "invalid_code"),
+            (
+                Postback(CLICK_ID, "l", None, None, Decimal("250")),
+                "the price should be between 0.010 and 200.000",
+                "price",
+            ),
+        ],
+    )
+    def test_the_sandbox_answers_query_form_errors_as_trafficstars_does(
+        self,
+        sandbox: TrafficStarsSandbox,
+        certificate: LoopbackCertificate,
+        monkeypatch: pytest.MonkeyPatch,
+        postback: Postback,
+        message: str,
+        reason: str,
+    ) -> None:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+        answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query").send(postback, TEST_KEY)
+        assert (answer.kind, answer.http_status, answer.message, answer.reason) == ("rejected", 400, message, reason)

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError
 from postback_relay.runtime import get_runtime, load_settings
-from postback_relay.sources import SOURCES
+from postback_relay.sources import POSTBACK_SOURCE, SOURCES
 
 logger = Logger()
 tracer = Tracer()
@@ -46,6 +46,19 @@ def webhook(source_name: str) -> Response[str]:
     if outcome.conversion_id:
         logger.append_keys(conversion_id=outcome.conversion_id)
     logger.info("webhook handled", extra={"status": outcome.status, "http_status": outcome.http_status})
+    return _json(outcome.http_status, outcome.body)
+
+
+@app.get("/postback")
+def postback() -> Response[str]:
+    """Trackers' and affiliate networks' S2S postback: a GET whose query string is the conversion."""
+    logger.append_keys(source=POSTBACK_SOURCE.name)
+    event = app.current_event
+    outcome = get_runtime().relay.handle_query(POSTBACK_SOURCE, event.raw_query_string or "", event.headers)
+    _record_metrics(POSTBACK_SOURCE.name, outcome)
+    if outcome.conversion_id:
+        logger.append_keys(conversion_id=outcome.conversion_id)
+    logger.info("postback handled", extra={"status": outcome.status, "http_status": outcome.http_status})
     return _json(outcome.http_status, outcome.body)
 
 

@@ -15,7 +15,10 @@ from postback_relay.money import Money
 CLICK_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
 MAX_RECORDED_CLICK_ID = 200
 
-ReversalKind = Literal["refunded", "partially_refunded", "charged_back"]
+ReversalKind = Literal["refunded", "partially_refunded", "charged_back", "cancelled"]
+# Which TrafficStars goal a conversion counts towards (the query form's goalid is configured per kind).
+GoalKind = Literal["purchase", "renewal", "lead"]
+GOAL_KINDS: tuple[GoalKind, ...] = ("purchase", "renewal", "lead")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Conversion:
     raw_click_id: str | None = None
     livemode: bool = True
     details: dict[str, str] = field(default_factory=dict)
+    goal: GoalKind = "purchase"
+    lead_code: str | None = None  # the sender's own lead code (tracker postbacks); else derived from the identity
 
     @property
     def identity(self) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aws_lambda_powertools import Logger
 
@@ -20,9 +21,15 @@ from postback_relay.money import decide_value, format_value
 from postback_relay.queue import MAX_DELAY_SECONDS, QueueUnavailable, RetryQueue
 from postback_relay.secret_store import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
 from postback_relay.settings import Settings
-from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch, WebhookSource
+from postback_relay.sources.base import (
+    AnswersPings,
+    MalformedEvent,
+    SignatureError,
+    SignatureMismatch,
+    WebhookSource,
+)
 from postback_relay.store import NOT_FORWARDED, Claim, ConversionStore, StoreUnavailable, iso_timestamp
-from postback_relay.trafficstars import Answer, Postback, TrafficStarsClient
+from postback_relay.trafficstars import Answer, TrafficStarsClient
 
 logger = Logger(child=True)
 
@@ -92,11 +99,26 @@ class Relay:
         """Process one webhook delivery; raises RelayError for answers that are not a processed event."""
         if len(raw_body) > self.settings.max_body_bytes:
             raise PayloadTooLarge(f"body is larger than {self.settings.max_body_bytes} bytes")
+        if isinstance(source, AnswersPings) and source.is_ping(raw_body, headers):
+            logger.info("platform ping answered", extra={"source": source.name})
+            return Outcome(200, "ping", {"status": "ping"})
         secrets = self._verified_secrets(source, raw_body, headers)
         try:
             payload = json.loads(raw_body)
         except ValueError:
             raise BadRequest("body is not valid JSON") from None
+        return self._process(source, payload, secrets)
+
+    def handle_query(self, source: WebhookSource, raw_query: str, headers: Mapping[str, str]) -> Outcome:
+        """Process one GET postback: the raw query string is what the sender authenticates and what the
+        source reads, as ``parse_qsl`` pairs (API Gateway's comma-joined parameters would be ambiguous)."""
+        raw = raw_query.encode("utf-8")
+        if len(raw) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"query is larger than {self.settings.max_body_bytes} bytes")
+        secrets = self._verified_secrets(source, raw, headers)
+        return self._process(source, parse_qsl(raw_query, keep_blank_values=True), secrets)
+
+    def _process(self, source: WebhookSource, payload: Any, secrets: RelaySecrets) -> Outcome:
         try:
             event = source.parse(payload, self.settings)
         except MalformedEvent as exc:
@@ -195,11 +217,13 @@ class Relay:
             "value_currency": settings.account_currency if decision.value is not None else None,
             "value_note": decision.note,
             **{f"detail_{name}": value for name, value in conversion.details.items()},
+            "goal": conversion.goal,
         }
         if conversion.click_id is not None:
-            code = lead_code(conversion.identity)
+            code = conversion.lead_code or lead_code(conversion.identity)
             fields["lead_code"] = code
-            fields["postback_url"] = self._client.redacted_url(Postback(conversion.click_id, code, decision.value))
+            postback = settings.postback_options.postback(conversion.click_id, code, decision.value, conversion.goal)
+            fields["postback_url"] = self._client.redacted_url(postback)
         return fields
 
     def _send(self, pk: str, claim: Claim, secrets: RelaySecrets) -> Outcome:
@@ -208,7 +232,10 @@ class Relay:
         retry window is spent (dead-letter queue)."""
         record = claim.record
         value = record.get("value")
-        postback = Postback(str(record["click_id"]), str(record["lead_code"]), Decimal(value) if value else None)
+        goal = str(record.get("goal", "purchase"))
+        postback = self.settings.postback_options.postback(
+            str(record["click_id"]), str(record["lead_code"]), Decimal(value) if value else None, goal
+        )
         try:
             key = secrets.trafficstars_key
         except SecretKeyMissing as exc:

@@ -81,6 +81,9 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     store = ConversionStore(dynamodb, settings.table_name, settings.retention_days)
     client = TrafficStarsClient(
-        settings.trafficstars_url, settings.connect_timeout_seconds, settings.read_timeout_seconds
+        settings.trafficstars_url,
+        settings.connect_timeout_seconds,
+        settings.read_timeout_seconds,
+        form=settings.postback_options.form,
     )
     return Runtime(settings, Relay(settings, secrets, store, client, queue))

@@ -11,7 +11,9 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from postback_relay.backoff import RetryPolicy
-from postback_relay.money import RangeAction, ValuePolicy
+from postback_relay.conversion import GOAL_KINDS
+from postback_relay.money import MAX_VALUE, MIN_VALUE, RangeAction, ValuePolicy
+from postback_relay.trafficstars import PostbackOptions, PriceSource
 
 DEFAULT_TRAFFICSTARS_URL = "https://tsyndicate.com/api/v1/cpa/action"
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -29,6 +31,9 @@ class Settings:
     secret_id: str  # SECRET_ID: name or ARN of the Secrets Manager secret (JSON)
     table_name: str  # TABLE_NAME: the DynamoDB conversions table
     trafficstars_url: str = DEFAULT_TRAFFICSTARS_URL  # TRAFFICSTARS_URL: base of /{click_id}?value=&lead_code=&key=
+    # TRAFFICSTARS_URL_FORM (path|query), TRAFFICSTARS_GOAL_{PURCHASE,RENEWAL,LEAD}, TRAFFICSTARS_PRICE,
+    # TRAFFICSTARS_ALLOW_DUPLICATES: the postback's URL form and, in the query form, goals, price, duplicates
+    postback_options: PostbackOptions = field(default_factory=PostbackOptions)
     local_mode: bool = False  # LOCAL_MODE: allows an http:// TRAFFICSTARS_URL on loopback (make run, tests)
     click_id_metadata_key: str = "click_id"  # CLICK_ID_METADATA_KEY
     account_currency: str = "USD"  # ACCOUNT_CURRENCY: the currency TrafficStars reports values in
@@ -57,6 +62,7 @@ class Settings:
             secret_id=_required(env, "SECRET_ID"),
             table_name=_required(env, "TABLE_NAME"),
             trafficstars_url=_trafficstars_url(env, local_mode),
+            postback_options=_postback_options(env),
             local_mode=local_mode,
             click_id_metadata_key=_text(env, "CLICK_ID_METADATA_KEY", "click_id"),
             account_currency=_currency(env, "ACCOUNT_CURRENCY", "USD"),
@@ -168,6 +174,40 @@ def _value_policy(env: Mapping[str, str]) -> ValuePolicy:
     if kind == "percent" and "VALUE_PERCENT" not in env:
         raise SettingsError("VALUE_PERCENT is required when VALUE_POLICY is percent")
     return ValuePolicy(kind=kind, fixed=fixed, percent=percent, out_of_range=range_action)  # type: ignore[arg-type]
+
+
+def _postback_options(env: Mapping[str, str]) -> PostbackOptions:
+    form = env.get("TRAFFICSTARS_URL_FORM", "path").strip().lower() or "path"
+    if form not in ("path", "query"):
+        raise SettingsError(f"TRAFFICSTARS_URL_FORM must be path or query, got {form!r}")
+    goal_ids: dict[str, str] = {}
+    for kind in GOAL_KINDS:
+        name = f"TRAFFICSTARS_GOAL_{kind.upper()}"
+        goal_id = env.get(name, "").strip()
+        if goal_id and not (goal_id.isascii() and goal_id.isdigit()):
+            raise SettingsError(f"{name} must be a TrafficStars goal id (digits), got {goal_id!r}")
+        if goal_id:
+            goal_ids[kind] = goal_id
+    raw_price = env.get("TRAFFICSTARS_PRICE", "").strip().lower()
+    fixed_price = None
+    if raw_price not in ("", "none", "value"):
+        fixed_price = _number(env, "TRAFFICSTARS_PRICE", "0", minimum=float(MIN_VALUE))
+        if fixed_price > MAX_VALUE:
+            raise SettingsError(f"TRAFFICSTARS_PRICE must be at most {MAX_VALUE}, got {raw_price!r}")
+    allow_duplicates = _bool(env, "TRAFFICSTARS_ALLOW_DUPLICATES", False)
+    if form == "path":
+        given = [f"TRAFFICSTARS_GOAL_{kind.upper()}" for kind in goal_ids]
+        given += ["TRAFFICSTARS_PRICE"] if raw_price not in ("", "none") else []
+        given += ["TRAFFICSTARS_ALLOW_DUPLICATES"] if allow_duplicates else []
+        if given:
+            raise SettingsError(f"{', '.join(given)} exist only in the query form: set TRAFFICSTARS_URL_FORM=query")
+        return PostbackOptions()
+    price: PriceSource = "none"
+    if fixed_price is not None:
+        price = "fixed"
+    elif raw_price == "value":
+        price = "value"
+    return PostbackOptions("query", goal_ids, price, fixed_price, allow_duplicates)
 
 
 def _trafficstars_url(env: Mapping[str, str], local_mode: bool) -> str:

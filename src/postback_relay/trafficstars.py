@@ -1,8 +1,12 @@
 """The TrafficStars S2S postback: URL building, the GET, reading every answer the spec lists, key redaction.
 
-Spec: GET {base}/{click_id}?value={price}&lead_code={code}&key={key} over HTTPS. Answers are JSON:
-{"ok": true}, or {"error": {"msg": …}} with "invalid code", "invalid key", "invalid price value: …",
-"the price should be between 0.010 and 200.000", or the lead_code-needs-HTTPS message."""
+Two URL forms (TRAFFICSTARS_URL_FORM):
+- path (the seed spec): GET {base}/{click_id}?value={price}&lead_code={code}&key={key}
+- query (the current "Advanced" form): GET {base}?clickid=…&goalid=…&value=…&price=…&lead_code=…
+  &allow_duplicates=1&key=…, with a goal per kind of conversion.
+Both over HTTPS. Answers are JSON: {"ok": true}, or {"error": {"msg": …}} with "invalid code", "invalid key",
+"invalid price value: …", "the price should be between 0.010 and 200.000", or the lead_code-needs-HTTPS
+message (the query form also answers "clickid is empty", "clickid is short")."""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
@@ -24,15 +29,47 @@ _KEY_IN_TEXT = re.compile(r"(?i)(\bkey=|key%3D)[^&\s'\"<>)]*")
 MAX_MESSAGE = 300
 
 AnswerKind = Literal["ok", "rejected", "invalid_key", "retryable"]
+UrlForm = Literal["path", "query"]
+PriceSource = Literal["none", "value", "fixed"]
 
 
 @dataclass(frozen=True)
 class Postback:
-    """What one postback carries, apart from the key."""
+    """What one postback carries, apart from the key. The last three exist only in the query form."""
 
     click_id: str
     lead_code: str
     value: Decimal | None = None
+    goal_id: str | None = None
+    price: Decimal | None = None  # the conversion's cost in a CPA campaign, never revenue unless configured so
+    allow_duplicates: bool = False
+
+
+@dataclass(frozen=True)
+class PostbackOptions:
+    """How postbacks are shaped: the URL form and, in the query form, the goal of each kind of conversion,
+    the price and duplicates. TrafficStars charges a CPA campaign ``price`` per conversion, so it is sent
+    only when configured: a fixed price, or (``value``) the value sent, deliberately."""
+
+    form: UrlForm = "path"
+    goal_ids: Mapping[str, str] = field(default_factory=dict)  # purchase / renewal / lead → goalid
+    price: PriceSource = "none"
+    fixed_price: Decimal | None = None
+    allow_duplicates: bool = False
+
+    def postback(self, click_id: str, lead_code: str, value: Decimal | None, goal: str) -> Postback:
+        """The postback of one conversion of kind ``goal`` under these options."""
+        if self.form == "path":
+            return Postback(click_id, lead_code, value)
+        price = {"value": value, "fixed": self.fixed_price}.get(self.price)
+        return Postback(click_id, lead_code, value, self.goal_id(goal), price, self.allow_duplicates)
+
+    def goal_id(self, goal: str) -> str | None:
+        """The goalid of a kind; a renewal counts towards the purchase goal unless it has its own.
+        None: no goalid is sent and TrafficStars counts the conversion towards its default goal."""
+        if goal in self.goal_ids:
+            return self.goal_ids[goal]
+        return self.goal_ids.get("purchase") if goal == "renewal" else None
 
 
 @dataclass(frozen=True)
@@ -47,13 +84,24 @@ class Answer:
     retry_after: str | None = None  # the Retry-After header of a 429/503, as sent
 
 
-def build_url(base_url: str, postback: Postback, key: str) -> str:
-    """The seed's path form: {base}/{click_id}?value=…&lead_code=…&key=…"""
+def build_url(base_url: str, postback: Postback, key: str, form: UrlForm = "path") -> str:
+    """The path form {base}/{click_id}?value=…&lead_code=…&key=…, or the query form
+    {base}?clickid=…&goalid=…&value=…&price=…&lead_code=…&allow_duplicates=1&key=…"""
     params: list[tuple[str, str]] = []
+    if form == "query":
+        params.append(("clickid", postback.click_id))
+        if postback.goal_id is not None:
+            params.append(("goalid", postback.goal_id))
     if postback.value is not None:
         params.append(("value", format_value(postback.value)))
+    if form == "query" and postback.price is not None:
+        params.append(("price", format_value(postback.price)))
     params.append(("lead_code", postback.lead_code))
+    if form == "query" and postback.allow_duplicates:
+        params.append(("allow_duplicates", "1"))
     key_part = "key=" + (REDACTED if key == REDACTED else quote(key, safe=""))
+    if form == "query":
+        return f"{base_url}?{urlencode(params)}&{key_part}"
     return f"{base_url}/{quote(postback.click_id, safe='')}?{urlencode(params)}&{key_part}"
 
 
@@ -92,15 +140,21 @@ class TrafficStarsClient:
     """Sends postbacks over one pooled HTTPS session with a short total budget and no redirects."""
 
     def __init__(
-        self, base_url: str, connect_timeout: float, read_timeout: float, session: requests.Session | None = None
+        self,
+        base_url: str,
+        connect_timeout: float,
+        read_timeout: float,
+        session: requests.Session | None = None,
+        form: UrlForm = "path",
     ) -> None:
         self.base_url = base_url
         self.timeout = (connect_timeout, read_timeout)
         self.session = session or requests.Session()
+        self.form: UrlForm = form
 
     def send(self, postback: Postback, key: str) -> Answer:
         """GET the postback. Never raises for network trouble and never lets the key out in a message."""
-        url = build_url(self.base_url, postback, key)
+        url = build_url(self.base_url, postback, key, self.form)
         started = time.perf_counter()
         try:
             response = self.session.get(url, timeout=self.timeout, allow_redirects=False)
@@ -115,7 +169,7 @@ class TrafficStarsClient:
 
     def redacted_url(self, postback: Postback) -> str:
         """The URL as it may be stored or logged: the key replaced."""
-        return build_url(self.base_url, postback, REDACTED)
+        return build_url(self.base_url, postback, REDACTED, self.form)
 
 
 class RedactKeyFilter(logging.Filter):

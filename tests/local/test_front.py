@@ -15,6 +15,7 @@ from postback_relay.local.front import LocalApi
 from postback_relay.local.sandbox import TrafficStarsSandbox
 from postback_relay.local.send import resign
 from postback_relay.local.template import http_routes, load_template
+from postback_relay.sources import SOURCES
 from tests.conftest import TEST_STRIPE_SECRET, Aws
 from tests.helpers import checkout_session, stripe_event, stripe_signature
 
@@ -28,9 +29,10 @@ def api(relay_env: pytest.MonkeyPatch) -> Iterator[LocalApi]:
     server.stop()
 
 
-def test_routes_come_from_the_template() -> None:
+def test_routes_come_from_the_template_one_per_source() -> None:
     routes = {(r.method, r.path) for r in http_routes(load_template())}
-    assert routes == {("POST", "/webhooks/stripe"), ("GET", "/health")}
+    webhooks = {("POST", f"/webhooks/{name}") for name in SOURCES}
+    assert routes == webhooks | {("GET", "/postback"), ("GET", "/health")}
     assert {r.handler for r in http_routes(load_template())} == {"postback_relay.app.lambda_handler"}
 
 

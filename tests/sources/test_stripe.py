@@ -143,6 +143,11 @@ class TestEvents:
         assert isinstance(event, Conversion) and event.click_id == CLICK_ID
         assert event.details == {"billing_reason": "subscription_cycle"}
 
+    def test_a_subscription_cycle_invoice_is_a_renewal_and_the_first_one_a_purchase(self) -> None:
+        assert parse("invoice.paid", invoice(billing_reason="subscription_cycle")).goal == "renewal"
+        assert parse("invoice.paid", invoice(billing_reason="subscription_create")).goal == "purchase"
+        assert parse("checkout.session.completed", checkout_session()).goal == "purchase"
+
     def test_an_upper_case_click_id_is_folded_and_a_bad_one_is_kept_raw(self) -> None:
         assert parse("checkout.session.completed", checkout_session(click_id=CLICK_ID.upper())).click_id == CLICK_ID
         bad = parse("checkout.session.completed", checkout_session(click_id="{click_id}"))

@@ -10,10 +10,17 @@ SECRET_ID = "postback-relay/local"
 DEMO_TRAFFICSTARS_KEY = "local-demo-trafficstars-key"
 DEMO_STRIPE_WEBHOOK_SECRET = "whsec_local_demo_secret"
 
-# Each source's signing secret: secret-JSON field → environment variable that overrides the demo value.
+# Each source's signing secret: secret-JSON field → environment variable that overrides the demo value
+# (the field's name in upper case).
 SECRET_FIELDS = {
     "trafficstars_key": ("TRAFFICSTARS_KEY", DEMO_TRAFFICSTARS_KEY),
     "stripe_webhook_secret": ("STRIPE_WEBHOOK_SECRET", DEMO_STRIPE_WEBHOOK_SECRET),
+    "shopify_webhook_secret": ("SHOPIFY_WEBHOOK_SECRET", "shpss_local_demo_secret"),
+    "woocommerce_webhook_secret": ("WOOCOMMERCE_WEBHOOK_SECRET", "wc_local_demo_secret"),
+    "paddle_webhook_secret": ("PADDLE_WEBHOOK_SECRET", "pdl_ntfset_local_demo_secret"),
+    "paddle_sandbox_webhook_secret": ("PADDLE_SANDBOX_WEBHOOK_SECRET", "pdl_ntfset_local_demo_sandbox_secret"),
+    "lemonsqueezy_webhook_secret": ("LEMONSQUEEZY_WEBHOOK_SECRET", "ls_local_demo_secret"),
+    "postback_token": ("POSTBACK_TOKEN", "local-demo-postback-token"),
 }
 
 

@@ -1,6 +1,8 @@
 """A local TrafficStars that answers exactly as the S2S tracking spec documents, over HTTPS on loopback.
 
-GET /api/v1/cpa/action/{click_id}?value=…&lead_code=…&key=… →
+GET /api/v1/cpa/action/{click_id}?value=…&lead_code=…&key=… (the path form), or
+GET /api/v1/cpa/action?clickid=…&goalid=…&value=…&price=…&lead_code=…&allow_duplicates=…&key=… (the query
+form, whose click id errors are "clickid is empty" and "clickid is short") →
   {"ok": true}; or {"error": {"msg": "invalid code" | "invalid key" | "invalid price value: '…'" |
   "the price should be between 0.010 and 200.000" |
   "The transfer of the lead_code is possible only with the https protocol"}}.
@@ -25,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 from postback_relay.local.tls import LoopbackCertificate
 
 ACTION_PATH = re.compile(r"^/api/v1/cpa/action/(?P<click_id>[^/?]*)$")
+QUERY_FORM_PATH = "/api/v1/cpa/action"
 CLICK_ID = re.compile(r"^[0-9a-f]{40}$")
 HTTPS_ONLY = "The transfer of the lead_code is possible only with the https protocol"
 
@@ -39,6 +42,7 @@ class Received:
     http_status: int
     answer: dict[str, Any]
     at: float
+    form: str = "path"  # which URL form it came in: path or query
 
 
 Fault = Callable[["Received"], "tuple[int, str] | None"]
@@ -54,6 +58,7 @@ class SandboxState:
     fault: Fault | None = None
     delay_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    generation: int = 0  # bumped by reset(): a request still in flight from before is not recorded after it
 
     def accepted(self) -> list[Received]:
         """Postbacks answered {"ok": true}."""
@@ -67,26 +72,34 @@ class SandboxState:
         """Forget what was received, stop any fault and restore the configured key."""
         with self.lock:
             self.received.clear()
+            self.generation += 1
         self.key = self.configured_key
         self.fault = None
         self.delay_seconds = 0.0
 
 
-def answer_for(click_id: str, params: dict[str, str], key: str, https: bool) -> tuple[int, dict[str, Any]]:
+def answer_for(
+    click_id: str, params: dict[str, str], key: str, https: bool, form: str = "path"
+) -> tuple[int, dict[str, Any]]:
     """The spec's answer to one postback (HTTP 200 for ok, 400 for its errors)."""
+    if form == "query" and not click_id:
+        return 400, {"error": {"msg": "clickid is empty"}}
+    if form == "query" and len(click_id) < 40:
+        return 400, {"error": {"msg": "clickid is short"}}
     if not CLICK_ID.fullmatch(click_id):
         return 400, {"error": {"msg": "invalid code"}}
     if "lead_code" in params and not https:
         return 400, {"error": {"msg": HTTPS_ONLY}}
     if ("lead_code" in params or "key" in params) and params.get("key") != key:
         return 400, {"error": {"msg": "invalid key"}}
-    if "value" in params:
+    amounts = ("value", "price") if form == "query" else ("value",)
+    for name in (name for name in amounts if name in params):
         try:
-            value = Decimal(params["value"])
+            value = Decimal(params[name])
         except InvalidOperation:
-            return 400, {"error": {"msg": f"invalid price value: '{params['value']}'"}}
+            return 400, {"error": {"msg": f"invalid price value: '{params[name]}'"}}
         if not value.is_finite():
-            return 400, {"error": {"msg": f"invalid price value: '{params['value']}'"}}
+            return 400, {"error": {"msg": f"invalid price value: '{params[name]}'"}}
         if not Decimal("0.01") <= value <= Decimal("200.0"):
             return 400, {"error": {"msg": "the price should be between 0.010 and 200.000"}}
     return 200, {"ok": True}
@@ -112,33 +125,38 @@ class _Handler(BaseHTTPRequestHandler):
                         "http_status": r.http_status,
                         "answer": r.answer,
                         "at": r.at,
+                        "form": r.form,
                     }
                     for r in state.received
                 ]
             self._reply(200, json.dumps(rows))
             return
         match = ACTION_PATH.match(parts.path)
-        if match is None:
+        form = "query" if parts.path == QUERY_FORM_PATH else "path"
+        if match is None and form == "path":
             self._reply(404, json.dumps({"error": {"msg": "not found"}}))
             return
+        generation = state.generation
         if state.delay_seconds:
             time.sleep(state.delay_seconds)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        click_id = match.group("click_id")
-        status, answer = answer_for(click_id, params, state.key, self.server.https)
+        click_id = params.get("clickid", "") if match is None else match.group("click_id")
+        status, answer = answer_for(click_id, params, state.key, self.server.https, form)
         key_matched = params.get("key") == state.key
         shown = {k: ("***" if k == "key" else v) for k, v in params.items()}
-        received = Received(click_id, shown, key_matched, status, answer, time.time())
+        received = Received(click_id, shown, key_matched, status, answer, time.time(), form)
         fault = state.fault(received) if state.fault else None
         if fault is not None:
             status, body = fault
-            received = Received(click_id, shown, key_matched, status, {"fault": body}, time.time())
+            received = Received(click_id, shown, key_matched, status, {"fault": body}, time.time(), form)
             with state.lock:
-                state.received.append(received)
+                if state.generation == generation:
+                    state.received.append(received)
             self._reply(status, body)
             return
         with state.lock:
-            state.received.append(received)
+            if state.generation == generation:
+                state.received.append(received)
         self._reply(status, json.dumps(answer))
 
     def do_POST(self) -> None:

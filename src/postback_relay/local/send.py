@@ -3,6 +3,9 @@ then show the answer and, for the local run, the conversion's record and what Tr
 
     python -m postback_relay.local.send events/stripe/checkout.session.completed.json [--url URL]
     python -m postback_relay.local.send --write events/stripe/*.json   # refresh signatures in place
+
+Tracker postbacks (events/tracker/) have no signature: their token is the secret itself, so it is added
+(as X-Postback-Token) only to the request being sent and never written into a file.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import requests
 
 from postback_relay.local import defaults
-from postback_relay.local.signing import SIGNERS, sign
+from postback_relay.local.signing import SECRET_BEARING, SIGNERS, sign
 
 
 def _source(event: dict[str, Any]) -> str:
@@ -57,17 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="rewrite the files with fresh signatures, send nothing")
     args = parser.parse_args(argv)
     for path in args.events:
-        event = resign(json.loads(path.read_text(encoding="utf-8")))
+        original = json.loads(path.read_text(encoding="utf-8"))
         if args.write:
-            path.write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")
+            if _source(original) in SECRET_BEARING:
+                print(f"left {path} as it is: its token is added only when it is sent")
+                continue
+            path.write_text(json.dumps(resign(original), indent=2) + "\n", encoding="utf-8")
             print(f"re-signed {path}")
             continue
+        event = resign(original)
         headers = {k: v for k, v in event["headers"].items() if k not in ("host", "content-length")}
         method = event["requestContext"]["http"]["method"]
-        response = requests.request(
-            method, args.url.rstrip("/") + event["rawPath"], data=_body(event), headers=headers, timeout=15
-        )
-        print(f"{method} {event['rawPath']} -> {response.status_code} {response.text}")
+        query = f"?{event['rawQueryString']}" if event.get("rawQueryString") else ""
+        target = args.url.rstrip("/") + event["rawPath"] + query
+        response = requests.request(method, target, data=_body(event) or None, headers=headers, timeout=15)
+        print(f"{method} {event['rawPath']}{query} -> {response.status_code} {response.text}")
         _show_local_state(response)
     return 0
 

@@ -4,8 +4,18 @@ click id and amount are; everything after parsing is shared code."""
 from __future__ import annotations
 
 from postback_relay.sources.base import WebhookSource
+from postback_relay.sources.lemonsqueezy import LEMONSQUEEZY
+from postback_relay.sources.paddle import PADDLE, PADDLE_SANDBOX
+from postback_relay.sources.shopify import SHOPIFY
 from postback_relay.sources.stripe import STRIPE
+from postback_relay.sources.tracker import TRACKER
+from postback_relay.sources.woocommerce import WOOCOMMERCE
 
-SOURCES: dict[str, WebhookSource] = {source.name: source for source in (STRIPE,)}
+# POST /webhooks/<name>: the platforms that push signed webhooks.
+SOURCES: dict[str, WebhookSource] = {
+    source.name: source for source in (STRIPE, SHOPIFY, WOOCOMMERCE, PADDLE, PADDLE_SANDBOX, LEMONSQUEEZY)
+}
+# GET /postback: trackers' and networks' S2S postbacks, read from the query string.
+POSTBACK_SOURCE: WebhookSource = TRACKER
 
-__all__ = ["SOURCES", "WebhookSource"]
+__all__ = ["POSTBACK_SOURCE", "SOURCES", "WebhookSource"]

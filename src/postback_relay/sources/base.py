@@ -6,9 +6,12 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit
 
 from postback_relay.conversion import ParsedEvent
+from postback_relay.money import ISO_EXPONENTS, Money, from_minor_units
 from postback_relay.settings import Settings
 
 
@@ -39,6 +42,14 @@ class WebhookSource(Protocol):
         """Map a verified, JSON-decoded event to a conversion, a reversal or an ignored event."""
 
 
+@runtime_checkable
+class AnswersPings(Protocol):
+    """A source whose platform tests a new webhook URL with an unsigned request that must be answered 200."""
+
+    def is_ping(self, raw_body: bytes, headers: Mapping[str, str]) -> bool:
+        """True for exactly the platform's test request, which is answered 200 and changes nothing."""
+
+
 def hmac_sha256(secret: str, message: bytes) -> bytes:
     """HMAC-SHA256 digest of ``message`` keyed with the UTF-8 bytes of ``secret``."""
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
@@ -65,6 +76,47 @@ def matches_base64(secrets: Sequence[str], message: bytes, signature: str) -> bo
     return found
 
 
+def matches_token(secrets: Sequence[str], tokens: Sequence[str]) -> bool:
+    """True when any token equals any secret; every pair is compared in constant time."""
+    found = False
+    for secret in secrets:
+        expected = secret.encode("utf-8")
+        for token in tokens:
+            found |= hmac.compare_digest(expected, token.encode("utf-8", "replace"))
+    return found
+
+
+def currency_code(value: Any, where: str) -> str:
+    """An upper-case ISO 4217 code from ``value``, or MalformedEvent naming the field."""
+    if not isinstance(value, str) or len(value) != 3 or not value.isalpha() or not value.isascii():
+        raise MalformedEvent(f"{where} must be a three-letter currency code")
+    return value.upper()
+
+
+def major_amount(amount: Any, currency: Any, where: str) -> Money:
+    """A non-negative amount in major units, sent as a decimal string ("19.99") or an integer."""
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        amount = str(amount)
+    value: Decimal | None = None
+    if isinstance(amount, str):
+        try:
+            value = Decimal(amount.strip())
+        except InvalidOperation:
+            value = None
+    if value is None or not value.is_finite() or value < 0:
+        raise MalformedEvent(f"{where} must be a non-negative decimal amount")
+    return Money(value, currency_code(currency, f"the currency of {where}"))
+
+
+def minor_amount(amount: Any, currency: Any, where: str, table: Mapping[str, int] = ISO_EXPONENTS) -> Money:
+    """A non-negative amount in minor units, sent as an integer (Lemon Squeezy) or a digit string (Paddle)."""
+    if isinstance(amount, str) and amount.isascii() and amount.isdigit():
+        amount = int(amount)
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        raise MalformedEvent(f"{where} must be a non-negative integer amount in minor units")
+    return from_minor_units(amount, currency_code(currency, f"the currency of {where}"), table)
+
+
 def dig(data: Any, *path: str) -> Any:
     """``data[path[0]][path[1]]…`` or None where any step is missing or not an object."""
     for key in path:
@@ -72,3 +124,28 @@ def dig(data: Any, *path: str) -> Any:
             return None
         data = data.get(key)
     return data
+
+
+def named_value(items: Any, name: str, name_field: str = "name", value_field: str = "value") -> Any:
+    """The value of the first ``{name_field: name, value_field: …}`` in a list such as Shopify's
+    note_attributes or WooCommerce's meta_data; None when absent or not such a list."""
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if isinstance(item, dict) and item.get(name_field) == name:
+            return item.get(value_field)
+    return None
+
+
+def url_parameter(url: Any, name: str) -> str | None:
+    """The first value of query parameter ``name`` in an absolute or relative URL, or None."""
+    if not isinstance(url, str) or "?" not in url:
+        return None
+    try:
+        query = urlsplit(url.strip()).query
+    except ValueError:  # e.g. an invalid IPv6 host: a landing URL is the visitor's, not ours to trust
+        return None
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == name:
+            return value
+    return None

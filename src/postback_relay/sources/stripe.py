@@ -6,6 +6,7 @@ all name the same purchase, so the events Stripe fires for one purchase become o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from postback_relay.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
@@ -66,6 +67,8 @@ class StripeSource:
             reason = obj.get("billing_reason")
             if isinstance(reason, str):
                 conversion.details["billing_reason"] = reason
+            if reason == "subscription_cycle":  # a renewal, not the subscription's first payment
+                conversion = replace(conversion, goal="renewal")
             return conversion
         if event_type == "payment_intent.succeeded":
             # Before 2025-03-31 a PaymentIntent that pays an invoice names it: then the invoice is the purchase.

@@ -1,0 +1,129 @@
+"""Lemon Squeezy: `X-Signature` verification, which events are conversions, and where the click id is.
+
+A first subscription payment fires both `order_created` and `subscription_payment_success` (billing reason
+`initial`): the order is the conversion and the initial invoice is ignored, so only renewals count from
+subscription invoices. Orders and subscription invoices are numbered separately, so their identities carry
+the type. Lemon Squeezy retries anything but exactly 200, which every processed or ignored event gets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from postback_relay.conversion import (
+    Conversion,
+    GoalKind,
+    Ignored,
+    ParsedEvent,
+    Reversal,
+    ReversalKind,
+    pick_click_id,
+)
+from postback_relay.money import Money
+from postback_relay.settings import Settings
+from postback_relay.sources.base import (
+    MalformedEvent,
+    SignatureError,
+    SignatureMismatch,
+    dig,
+    matches_hex,
+    minor_amount,
+)
+
+SIGNATURE_HEADER = "x-signature"
+REFUND_EVENTS = {"order_refunded": "orders", "subscription_payment_refunded": "subscription-invoices"}
+
+
+class LemonSqueezySource:
+    """Lemon Squeezy store webhooks (JSON:API bodies)."""
+
+    name = "lemonsqueezy"
+    secret_field = "lemonsqueezy_webhook_secret"  # noqa: S105 - the name of a field, not a secret
+
+    def verify(
+        self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
+    ) -> None:
+        """Check the hex HMAC-SHA256 of the raw body (Lemon Squeezy signs no timestamp)."""
+        signature = headers.get(SIGNATURE_HEADER)
+        if not signature:
+            raise SignatureError("missing X-Signature header")
+        if not matches_hex(secrets, raw_body, [signature]):
+            raise SignatureMismatch("X-Signature does not match the configured secret")
+
+    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+        """A paid order or a renewal payment is a conversion; a refund of either a reversal."""
+        event_name, meta, data_type, data_id, attributes = _envelope(payload)
+        if event_name == "order_created":
+            _expect_type(data_type, "orders")
+            return self._conversion(event_name, meta, data_type, data_id, attributes, settings, "purchase")
+        if event_name == "subscription_payment_success":
+            _expect_type(data_type, "subscription-invoices")
+            reason = attributes.get("billing_reason")
+            if reason != "renewal":
+                return Ignored(event_name, f"billing_reason is {reason!r}: only renewals (the order is the first)")
+            return self._conversion(event_name, meta, data_type, data_id, attributes, settings, "renewal")
+        if event_name in REFUND_EVENTS:
+            _expect_type(data_type, REFUND_EVENTS[event_name])
+            kind: ReversalKind = "partially_refunded" if attributes.get("status") == "partial_refund" else "refunded"
+            amount = _money(attributes, "refunded_amount")
+            event_id = f"{event_name}:{data_type}/{data_id}@{attributes.get('refunded_at') or ''}"
+            return Reversal(self.name, (f"{data_type}/{data_id}",), event_id, event_name, kind, amount)
+        return Ignored(event_name, "not a conversion event")
+
+    def _conversion(
+        self,
+        event_name: str,
+        meta: dict[str, Any],
+        data_type: str,
+        data_id: str,
+        attributes: dict[str, Any],
+        settings: Settings,
+        goal: GoalKind,
+    ) -> ParsedEvent:
+        if attributes.get("status") != "paid":
+            return Ignored(event_name, f"status is {attributes.get('status')!r}, not paid")
+        click_id, raw_click_id = pick_click_id([dig(meta, "custom_data", settings.click_id_metadata_key)])
+        test_mode = meta.get("test_mode") is True or attributes.get("test_mode") is True
+        return Conversion(
+            source=self.name,
+            purchase_id=f"{data_type}/{data_id}",
+            event_id=f"{event_name}:{data_type}/{data_id}",
+            event_type=event_name,
+            click_id=click_id,
+            raw_click_id=raw_click_id,
+            amount=_money(attributes, "total"),
+            livemode=not test_mode,
+            goal=goal,
+        )
+
+
+def _envelope(payload: Any) -> tuple[str, dict[str, Any], str, str, dict[str, Any]]:
+    if not isinstance(payload, dict):
+        raise MalformedEvent("a Lemon Squeezy webhook body is a JSON object")
+    meta, data = payload.get("meta"), payload.get("data")
+    event_name = dig(meta, "event_name")
+    if not isinstance(meta, dict) or not isinstance(event_name, str) or not isinstance(data, dict):
+        raise MalformedEvent("a Lemon Squeezy webhook needs meta.event_name and an object at data")
+    data_type, data_id, attributes = data.get("type"), data.get("id"), data.get("attributes")
+    if isinstance(data_id, int) and not isinstance(data_id, bool):
+        data_id = str(data_id)
+    if not isinstance(data_id, str) or not data_id.isascii() or not data_id.isdigit():
+        raise MalformedEvent("data.id must be a Lemon Squeezy id (digits)")
+    if not isinstance(data_type, str) or not isinstance(attributes, dict):
+        raise MalformedEvent("data needs a type and an attributes object")
+    return event_name, meta, data_type, data_id, attributes
+
+
+def _expect_type(data_type: str, expected: str) -> None:
+    if data_type != expected:
+        raise MalformedEvent(f"data.type is {data_type!r}, expected {expected!r}")
+
+
+def _money(attributes: dict[str, Any], field: str) -> Money | None:
+    """Lemon Squeezy amounts are integers in the currency's minor unit ("cents")."""
+    if attributes.get(field) is None and attributes.get("currency") is None:
+        return None
+    return minor_amount(attributes.get(field), attributes.get("currency"), f"data.attributes.{field}")
+
+
+LEMONSQUEEZY = LemonSqueezySource()

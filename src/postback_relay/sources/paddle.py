@@ -1,0 +1,135 @@
+"""Paddle Billing: `Paddle-Signature` verification, which events are conversions, and where the click id is.
+
+Identity is the transaction: a replayed notification (new `notification_id`, same `event_id`) and a retry
+of the same event are one conversion. Sandbox is a separate Paddle account with its own notification
+destination and secret and nothing in the payload that says "sandbox", so it has its own route and secret
+(`paddle-sandbox`, `paddle_sandbox_webhook_secret`): its purchases are test-mode."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from postback_relay.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
+from postback_relay.money import Money
+from postback_relay.settings import Settings
+from postback_relay.sources.base import (
+    MalformedEvent,
+    SignatureError,
+    SignatureMismatch,
+    dig,
+    matches_hex,
+    minor_amount,
+)
+
+SIGNATURE_HEADER = "paddle-signature"
+RENEWAL_ORIGIN = "subscription_recurring"
+
+
+class PaddleSource:
+    """Paddle Billing notifications (API version 1), live or sandbox."""
+
+    def __init__(self, name: str, secret_field: str, livemode: bool) -> None:
+        self.name = name
+        self.secret_field = secret_field
+        self.livemode = livemode
+
+    def verify(
+        self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
+    ) -> None:
+        """Check `ts=…;h1=…[;h1=…]`: hex HMAC-SHA256 of "{ts}:{raw body}", any h1 under any secret (Paddle
+        sends several while a secret is rotated), and |now - ts| within the tolerance. Paddle's SDK allows 5 s,
+        less than a cold start plus clock skew; the relay's SIGNATURE_TOLERANCE_SECONDS applies instead."""
+        header = headers.get(SIGNATURE_HEADER)
+        if not header:
+            raise SignatureError("missing Paddle-Signature header")
+        timestamp = ""
+        signatures: list[str] = []
+        for item in header.split(";"):
+            key, _, value = item.strip().partition("=")
+            if key == "ts":
+                timestamp = value
+            elif key == "h1":
+                signatures.append(value)
+        if not timestamp.isascii() or not timestamp.isdigit() or not signatures:
+            raise SignatureError("Paddle-Signature header has no timestamp or no h1 signature")
+        if abs(now - int(timestamp)) > tolerance:
+            raise SignatureError("Paddle-Signature timestamp is outside the tolerance window")
+        if not matches_hex(secrets, timestamp.encode("ascii") + b":" + raw_body, signatures):
+            raise SignatureMismatch("no Paddle-Signature h1 matches the configured secret")
+
+    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+        """`transaction.completed` is a conversion (a renewal when the subscription billed it); an approved
+        refund or chargeback adjustment is a reversal of its transaction; everything else is ignored."""
+        event_id, event_type, data = _envelope(payload)
+        if event_type == "transaction.completed":
+            return self._transaction(event_id, event_type, data, settings)
+        if event_type in ("adjustment.created", "adjustment.updated"):
+            return self._adjustment(event_id, event_type, data)
+        return Ignored(event_type, "not a conversion event")
+
+    def _transaction(self, event_id: str, event_type: str, data: dict[str, Any], settings: Settings) -> ParsedEvent:
+        if data.get("status") != "completed":
+            return Ignored(event_type, f"status is {data.get('status')!r}, not completed")
+        custom_data = data.get("custom_data")
+        click_id, raw_click_id = pick_click_id([dig(custom_data, settings.click_id_metadata_key)])
+        origin = data.get("origin")
+        return Conversion(
+            source=self.name,
+            purchase_id=_id(data, "txn_"),
+            event_id=event_id,
+            event_type=event_type,
+            click_id=click_id,
+            raw_click_id=raw_click_id,
+            amount=_grand_total(data),
+            livemode=self.livemode,
+            details={"origin": origin} if isinstance(origin, str) and origin else {},
+            goal="renewal" if origin == RENEWAL_ORIGIN else "purchase",
+        )
+
+    def _adjustment(self, event_id: str, event_type: str, data: dict[str, Any]) -> ParsedEvent:
+        action, status = data.get("action"), data.get("status")
+        if action not in ("refund", "chargeback"):
+            return Ignored(event_type, f"action is {action!r}, not a refund or a chargeback")
+        if status != "approved":
+            return Ignored(event_type, f"status is {status!r}, not approved")
+        transaction = data.get("transaction_id")
+        if not isinstance(transaction, str) or not transaction.startswith("txn_"):
+            raise MalformedEvent("data.transaction_id must be a Paddle transaction id")
+        totals = data.get("totals")
+        amount: Money | None = None
+        if isinstance(totals, dict):
+            amount = minor_amount(totals.get("total"), totals.get("currency_code"), "data.totals.total")
+        kind: ReversalKind = "charged_back"
+        if action == "refund":
+            kind = "refunded" if data.get("type") == "full" else "partially_refunded"
+        return Reversal(self.name, (transaction,), event_id, event_type, kind, amount)
+
+
+def _envelope(payload: Any) -> tuple[str, str, dict[str, Any]]:
+    if not isinstance(payload, dict):
+        raise MalformedEvent("a Paddle notification is a JSON object")
+    event_id, event_type, data = payload.get("event_id"), payload.get("event_type"), payload.get("data")
+    if not isinstance(event_id, str) or not isinstance(event_type, str) or not isinstance(data, dict):
+        raise MalformedEvent("a Paddle notification needs string event_id and event_type and an object at data")
+    return event_id, event_type, data
+
+
+def _id(data: dict[str, Any], prefix: str) -> str:
+    value = data.get("id")
+    if not isinstance(value, str) or not value.startswith(prefix):
+        raise MalformedEvent(f"data.id must be a Paddle id starting with {prefix}")
+    return value
+
+
+def _grand_total(data: dict[str, Any]) -> Money | None:
+    """What the customer paid: `details.totals.grand_total`, a string in the currency's lowest denomination."""
+    totals = dig(data, "details", "totals")
+    if not isinstance(totals, dict):
+        return None
+    currency = totals.get("currency_code", data.get("currency_code"))
+    return minor_amount(totals.get("grand_total"), currency, "data.details.totals.grand_total")
+
+
+PADDLE = PaddleSource("paddle", "paddle_webhook_secret", livemode=True)
+PADDLE_SANDBOX = PaddleSource("paddle-sandbox", "paddle_sandbox_webhook_secret", livemode=False)

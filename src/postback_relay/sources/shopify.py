@@ -1,0 +1,133 @@
+"""Shopify: `X-Shopify-Hmac-Sha256` verification, which orders are conversions, and where the click id is.
+
+Shopify signs only the body (the bare REST resource, no envelope); the topic travels in an unsigned header.
+So what an event means is read from the signed body alone: an order whose `financial_status` is `paid`
+is a conversion (`orders/paid`, and `orders/create` of an order paid at once, are one conversion: identity
+is the order), a refund object reverses its order, a cancelled order reverses it too."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from postback_relay.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
+from postback_relay.money import Money
+from postback_relay.settings import Settings
+from postback_relay.sources.base import (
+    MalformedEvent,
+    SignatureError,
+    SignatureMismatch,
+    major_amount,
+    matches_base64,
+    named_value,
+    url_parameter,
+)
+
+# The newer "Events" delivery sends the same headers without the X- prefix.
+SIGNATURE_HEADERS = ("x-shopify-hmac-sha256", "shopify-hmac-sha256")
+REVERSED_STATUSES: Mapping[str, ReversalKind] = {"refunded": "refunded", "partially_refunded": "partially_refunded"}
+
+
+class ShopifySource:
+    """Shopify webhooks (app or admin-created), orders and refunds topics."""
+
+    name = "shopify"
+    secret_field = "shopify_webhook_secret"  # noqa: S105 - the name of a field, not a secret
+
+    def verify(
+        self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
+    ) -> None:
+        """Check the base64 HMAC-SHA256 of the raw body. Shopify signs no timestamp, so there is no window;
+        a replayed delivery is a duplicate of its order and changes nothing."""
+        signature = next((headers[name] for name in SIGNATURE_HEADERS if headers.get(name)), None)
+        if not signature:
+            raise SignatureError("missing X-Shopify-Hmac-Sha256 header")
+        if not raw_body:
+            raise SignatureError("an empty body cannot be a Shopify webhook")
+        if not matches_base64(secrets, raw_body, signature):
+            raise SignatureMismatch("X-Shopify-Hmac-Sha256 does not match the configured secret")
+
+    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+        """A paid order is a conversion; a refund, a refunded or a cancelled order a reversal; the rest ignored."""
+        if not isinstance(payload, dict):
+            raise MalformedEvent("a Shopify webhook body is a JSON object")
+        if "order_id" in payload and ("refund_line_items" in payload or "transactions" in payload):
+            return _refund(payload)
+        if "financial_status" not in payload:
+            return Ignored("shopify", "neither an order nor a refund")
+        order_id = _order_id(payload.get("id"), "id")
+        status = payload.get("financial_status")
+        event_id = f"order/{order_id}@{payload.get('updated_at') or payload.get('created_at') or ''}"
+        if payload.get("cancelled_at"):  # its totals by then say what is left, not what was reversed
+            return Reversal("shopify", (order_id,), event_id, "order.cancelled", "cancelled")
+        if isinstance(status, str) and status in REVERSED_STATUSES:
+            return Reversal("shopify", (order_id,), event_id, f"order.{status}", REVERSED_STATUSES[status])
+        if status != "paid":
+            return Ignored("order", f"financial_status is {status!r}, not paid")
+        key = settings.click_id_metadata_key
+        click_id, raw_click_id = pick_click_id(
+            [named_value(payload.get("note_attributes"), key), url_parameter(payload.get("landing_site"), key)]
+        )
+        name = payload.get("name")
+        return Conversion(
+            source="shopify",
+            purchase_id=order_id,
+            event_id=event_id,
+            event_type="order.paid",
+            click_id=click_id,
+            raw_click_id=raw_click_id,
+            amount=_total(payload),
+            livemode=payload.get("test") is not True,
+            details={"order_name": name} if isinstance(name, str) and name else {},
+        )
+
+
+def _order_id(value: Any, field: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return value
+    raise MalformedEvent(f"{field} must be a Shopify order id")
+
+
+def _total(order: dict[str, Any]) -> Money | None:
+    """What the order comes to after edits and refunds (`current_total_price`), in the shop's currency."""
+    amount = order.get("current_total_price", order.get("total_price"))
+    if amount is None and order.get("currency") is None:
+        return None
+    return major_amount(amount, order.get("currency"), "current_total_price")
+
+
+def _refund(refund: dict[str, Any]) -> ParsedEvent:
+    """`refunds/create`. The refund does not say whether it covers the whole order, so it is noted as a
+    partial refund (the order's status is kept); a cancellation or `financial_status: refunded` marks it."""
+    order_id = _order_id(refund.get("order_id"), "order_id")
+    transactions = refund.get("transactions")
+    amount: Money | None = None
+    if isinstance(transactions, list):
+        refunded = [
+            t
+            for t in transactions
+            if isinstance(t, dict) and t.get("kind") == "refund" and t.get("status") == "success"
+        ]
+        if not refunded:
+            return Ignored("refund", "no money was returned (a restock or a failed refund)")
+        amount = _sum(refunded)
+    event_id = f"refund/{refund.get('id')}"
+    return Reversal("shopify", (order_id,), event_id, "refund", "partially_refunded", amount)
+
+
+def _sum(transactions: list[dict[str, Any]]) -> Money | None:
+    """What the refund returned, when it can be told (one currency, readable amounts); the reversal is
+    recorded either way, since refusing it would only make Shopify retry and then drop the subscription."""
+    try:
+        amounts = [major_amount(t.get("amount"), t.get("currency"), "transactions[].amount") for t in transactions]
+    except MalformedEvent:
+        return None
+    if len({money.currency for money in amounts}) != 1:
+        return None
+    return Money(sum((money.amount for money in amounts), Decimal(0)), amounts[0].currency)
+
+
+SHOPIFY = ShopifySource()

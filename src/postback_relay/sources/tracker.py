@@ -1,0 +1,125 @@
+"""Trackers and CPA networks (Keitaro, Binom, Voluum, RedTrack, affiliate networks): the S2S postback they
+fire as a GET, `/postback?click_id=…&value=…&currency=…&lead_code=…&kind=…&token=…`.
+
+Such postbacks carry no signature: the sender proves itself with the token (the secret's `postback_token`),
+as the `token` parameter or the `X-Postback-Token` header, compared in constant time. What the relay reads
+is the raw query string (API Gateway's comma-joined parameters are ambiguous). Identity is the click and
+the lead code, so a tracker firing the same postback again is one conversion; without a lead code one is
+derived from the click, kind, value and currency (two equal sales on one click then count once: pass the
+tracker's transaction id as `lead_code` to count each)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+from postback_relay.conversion import GOAL_KINDS, Conversion, Ignored, ParsedEvent, pick_click_id
+from postback_relay.money import Money
+from postback_relay.settings import Settings
+from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch, major_amount, matches_token
+
+TOKEN_PARAMETER = "token"  # noqa: S105 - names, not secrets
+TOKEN_HEADER = "x-postback-token"  # noqa: S105
+CLICK_ID_PARAMETERS = ("click_id", "clickid")
+# Statuses trackers and networks send for conversions that are not (or not yet) approved.
+NOT_APPROVED = frozenset({"rejected", "declined", "cancelled", "canceled", "trash", "fraud", "pending", "hold"})
+LEAD_CODE = re.compile(r"[!-~]{1,100}")  # printable ASCII without spaces
+MAX_KEPT_CLICK_ID = 64
+
+
+class TrackerSource:
+    """The generic S2S postback (GET with query parameters) of trackers and affiliate networks."""
+
+    name = "tracker"
+    secret_field = "postback_token"  # noqa: S105 - the name of a field, not a secret
+
+    def verify(
+        self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
+    ) -> None:
+        """``raw_body`` is the raw query string. Some token given (parameter or header) must be the secret's."""
+        query = raw_body.decode("utf-8", "replace")
+        tokens = [value for name, value in parse_qsl(query, keep_blank_values=True) if name == TOKEN_PARAMETER]
+        header = headers.get(TOKEN_HEADER)
+        if header:
+            tokens.append(header)
+        tokens = [token for token in tokens if token]
+        if not tokens:
+            raise SignatureError("missing token (the token parameter or the X-Postback-Token header)")
+        if not matches_token(secrets, tokens):
+            raise SignatureMismatch("the postback token does not match the configured token")
+
+    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+        """``payload`` is the query as ``parse_qsl`` pairs. An approved postback with a click id is a
+        conversion of its kind (purchase by default, renewal or lead); a status that is not approved and
+        an empty click id (an organic conversion) are ignored."""
+        params = _single_values(payload)
+        status = params.get("status", "").strip().lower()
+        if status in NOT_APPROVED:
+            return Ignored("postback", f"status is {status!r}, not an approved conversion")
+        present = [params[name] for name in CLICK_ID_PARAMETERS if name in params]
+        if not present:
+            raise MalformedEvent("the postback needs a click_id parameter")
+        raw = next((value.strip() for value in present if value.strip()), "")
+        if not raw:
+            return Ignored("postback", "the click id is empty: nothing to attribute")
+        kind = params.get("kind", "purchase").strip().lower() or "purchase"
+        goal = next((g for g in GOAL_KINDS if g == kind), None)
+        if goal is None:
+            raise MalformedEvent(f"kind must be one of {', '.join(GOAL_KINDS)}")
+        amount = _amount(params, settings)
+        given_lead_code = params.get("lead_code", "").strip() or None
+        if given_lead_code is not None and not LEAD_CODE.fullmatch(given_lead_code):
+            raise MalformedEvent("lead_code must be 1 to 100 printable characters without spaces")
+        click_id, raw_click_id = pick_click_id([raw])
+        click_part = click_id or raw[:MAX_KEPT_CLICK_ID]
+        if given_lead_code is not None:
+            purchase_id = f"{click_part}:{given_lead_code}"
+        else:
+            facts = "\n".join([goal, format(amount.amount, "f") if amount else "", amount.currency if amount else ""])
+            purchase_id = f"{click_part}:{hashlib.sha256(facts.encode()).hexdigest()[:16]}"
+        return Conversion(
+            source=self.name,
+            purchase_id=purchase_id,
+            event_id=f"postback:{_fingerprint(params)}",
+            event_type=f"postback.{goal}",
+            click_id=click_id,
+            raw_click_id=raw_click_id,
+            amount=amount,
+            goal=goal,
+            lead_code=given_lead_code,
+        )
+
+
+def _single_values(payload: Any) -> dict[str, str]:
+    """The parameters by name, without the token; a repeated parameter is ambiguous and refused."""
+    if not isinstance(payload, list):
+        raise MalformedEvent("a postback is a query string")
+    params: dict[str, str] = {}
+    for name, value in payload:
+        if name == TOKEN_PARAMETER:
+            continue
+        if name in params:
+            raise MalformedEvent(f"the parameter {name!r} is given more than once")
+        params[name] = value
+    return params
+
+
+def _amount(params: dict[str, str], settings: Settings) -> Money | None:
+    """`value` in major units of `currency` (default: the account currency); none when not given."""
+    value = params.get("value", "").strip()
+    if not value:
+        return None
+    currency = params.get("currency", "").strip() or settings.account_currency
+    return major_amount(value, currency, "value")
+
+
+def _fingerprint(params: dict[str, str]) -> str:
+    """A short digest of what was sent (the token is never part of it): one id per distinct postback."""
+    canonical = "&".join(f"{name}={value}" for name, value in sorted(params.items()))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+TRACKER = TrackerSource()

@@ -1,0 +1,109 @@
+"""WooCommerce: `X-WC-Webhook-Signature` verification, the unsigned creation ping, which order states are
+conversions, and where the click id is.
+
+WooCommerce builds the payload when it delivers (the order as it is then, from the REST API), never retries,
+and disables a webhook after a few failed deliveries: so every order that is not (yet) a conversion is
+answered 200, and `order.created` and `order.updated` are read the same way, by the order's status. Its
+delivery id is per second, not per event: identity is the order."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from postback_relay.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
+from postback_relay.money import Money
+from postback_relay.settings import Settings
+from postback_relay.sources.base import (
+    MalformedEvent,
+    SignatureError,
+    SignatureMismatch,
+    major_amount,
+    matches_base64,
+    named_value,
+    url_parameter,
+)
+
+SIGNATURE_HEADER = "x-wc-webhook-signature"
+PING_BODY = re.compile(rb"webhook_id=[0-9]{1,20}")
+PAID_STATUSES = frozenset({"processing", "completed"})
+REVERSED_STATUSES: Mapping[str, ReversalKind] = {"refunded": "refunded", "cancelled": "cancelled"}
+# WooCommerce's order attribution (8.5+) keeps the session's landing URL, query string included.
+SESSION_ENTRY_KEY = "_wc_order_attribution_session_entry"
+
+
+class WooCommerceSource:
+    """WooCommerce core webhooks on the order topics (API v3 payloads)."""
+
+    name = "woocommerce"
+    secret_field = "woocommerce_webhook_secret"  # noqa: S105 - the name of a field, not a secret
+
+    def is_ping(self, raw_body: bytes, headers: Mapping[str, str]) -> bool:
+        """WooCommerce tests a new webhook's URL with an unsigned form POST `webhook_id=N` and keeps the
+        webhook only if the answer is exactly 200. That request, and only that one, is recognised here."""
+        return SIGNATURE_HEADER not in headers and PING_BODY.fullmatch(raw_body.strip()) is not None
+
+    def verify(
+        self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
+    ) -> None:
+        """Check the base64 HMAC-SHA256 of the raw body (WooCommerce signs no timestamp)."""
+        signature = headers.get(SIGNATURE_HEADER)
+        if not signature:
+            raise SignatureError("missing X-WC-Webhook-Signature header")
+        if not matches_base64(secrets, raw_body, signature):
+            raise SignatureMismatch("X-WC-Webhook-Signature does not match the configured secret")
+
+    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+        """An order that reached processing or completed is a conversion; refunded or cancelled a reversal."""
+        if not isinstance(payload, dict):
+            raise MalformedEvent("a WooCommerce webhook body is a JSON object")
+        status = payload.get("status")
+        if "id" not in payload or status is None:
+            # order.deleted sends only {"id": N}; action.* topics send {"action": …, "arg": …}.
+            return Ignored("woocommerce", "not an order with a status")
+        order_id = payload.get("id")
+        if not isinstance(order_id, int) or isinstance(order_id, bool) or order_id <= 0:
+            raise MalformedEvent("id must be a WooCommerce order id")
+        if not isinstance(status, str):
+            raise MalformedEvent("status must be a string")
+        purchase_id = _purchase_id(order_id, payload.get("order_key"))
+        event_id = f"order/{order_id}@{payload.get('date_modified_gmt') or ''}"
+        event_type = f"order.{status}"
+        if status in REVERSED_STATUSES:
+            return Reversal("woocommerce", (purchase_id,), event_id, event_type, REVERSED_STATUSES[status])
+        if status not in PAID_STATUSES:
+            return Ignored(event_type, f"status is {status!r}, not processing or completed")
+        key = settings.click_id_metadata_key
+        meta = payload.get("meta_data")
+        click_id, raw_click_id = pick_click_id(
+            [named_value(meta, key, "key"), url_parameter(named_value(meta, SESSION_ENTRY_KEY, "key"), key)]
+        )
+        number = payload.get("number")
+        return Conversion(
+            source="woocommerce",
+            purchase_id=purchase_id,
+            event_id=event_id,
+            event_type=event_type,
+            click_id=click_id,
+            raw_click_id=raw_click_id,
+            amount=_total(payload),
+            details={"order_number": number} if isinstance(number, str) and number else {},
+        )
+
+
+def _purchase_id(order_id: int, order_key: Any) -> str:
+    """The order id, with its random `order_key` when present, so two shops' order 1234 never collide."""
+    if isinstance(order_key, str) and order_key and len(order_key) <= 64:
+        return f"{order_id}:{order_key}"
+    return str(order_id)
+
+
+def _total(order: dict[str, Any]) -> Money | None:
+    """`total` is a decimal string in major units, rounded as the shop's price-decimals setting says."""
+    if order.get("total") is None and order.get("currency") is None:
+        return None
+    return major_amount(order.get("total"), order.get("currency"), "total")
+
+
+WOOCOMMERCE = WooCommerceSource()
