@@ -31,9 +31,11 @@ def test_one_python_arm64_function_with_tracing_and_powertools(template: dict[st
     assert function["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": "WebhookLogGroup"}
 
 
-def test_the_log_group_has_retention(template: dict[str, Any]) -> None:
-    [group] = resources(template, "AWS::Logs::LogGroup").values()
-    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+def test_every_function_has_its_own_log_group_with_retention(template: dict[str, Any]) -> None:
+    groups = resources(template, "AWS::Logs::LogGroup")
+    assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
+    for function in resources(template, "AWS::Serverless::Function").values():
+        assert function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] in groups
 
 
 def test_the_table_is_on_demand_with_ttl_and_point_in_time_recovery(template: dict[str, Any]) -> None:

@@ -10,13 +10,17 @@ from postback_relay.local.template import load_template, table_definition
 
 
 def create_table(dynamodb: Any, table_name: str) -> None:
-    """The conversions table with the template's key schema and TTL attribute."""
+    """The conversions table with the template's key schema, indexes and TTL attribute."""
     definition = table_definition(load_template())
+    extra = (
+        {"GlobalSecondaryIndexes": definition["GlobalSecondaryIndexes"]} if definition["GlobalSecondaryIndexes"] else {}
+    )
     dynamodb.create_table(
         TableName=table_name,
         KeySchema=definition["KeySchema"],
         AttributeDefinitions=definition["AttributeDefinitions"],
         BillingMode=definition["BillingMode"],
+        **extra,
     )
     if definition["TimeToLiveAttribute"]:
         dynamodb.update_time_to_live(

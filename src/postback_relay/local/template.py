@@ -69,11 +69,12 @@ def http_routes(template: dict[str, Any]) -> list[Route]:
 
 
 def table_definition(template: dict[str, Any], logical_id: str = "ConversionsTable") -> dict[str, Any]:
-    """CreateTable arguments for a table of the template (key schema, attributes, billing, TTL attribute)."""
+    """CreateTable arguments for a table of the template (keys, indexes, attributes, billing, TTL attribute)."""
     properties = template["Resources"][logical_id]["Properties"]
     return {
         "KeySchema": properties["KeySchema"],
         "AttributeDefinitions": properties["AttributeDefinitions"],
         "BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST"),
+        "GlobalSecondaryIndexes": properties.get("GlobalSecondaryIndexes", []),
         "TimeToLiveAttribute": properties.get("TimeToLiveSpecification", {}).get("AttributeName"),
     }
