@@ -34,11 +34,12 @@ def _body(event: dict[str, Any]) -> bytes:
     return base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode("utf-8")
 
 
-def resign(event: dict[str, Any], timestamp: int | None = None) -> dict[str, Any]:
-    """The event with fresh signature headers, made with the local secret (or its environment override)."""
+def resign(event: dict[str, Any], timestamp: int | None = None, secret: str | None = None) -> dict[str, Any]:
+    """The event with fresh signature headers, made with ``secret`` (default: the local secret, or its
+    environment override)."""
     source = _source(event)
     field, _ = SIGNERS[source]
-    secret = defaults.secret_values()[field]
+    secret = secret if secret is not None else defaults.secret_values()[field]
     headers = dict(event.get("headers", {}))
     for name, value in sign(source, _body(event), secret, timestamp).items():
         headers[name.lower()] = value
@@ -62,14 +63,20 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")
             print(f"re-signed {path}")
             continue
-        headers = {k: v for k, v in event["headers"].items() if k not in ("host", "content-length")}
         method = event["requestContext"]["http"]["method"]
-        response = requests.request(
-            method, args.url.rstrip("/") + event["rawPath"], data=_body(event), headers=headers, timeout=15
-        )
+        response = post_event(event, args.url)
         print(f"{method} {event['rawPath']} -> {response.status_code} {response.text}")
         _show_local_state(response)
     return 0
+
+
+def post_event(event: dict[str, Any], base_url: str, timeout: float = 15) -> requests.Response:
+    """Send an API Gateway event's request (method, path, headers, exact body) to ``base_url``."""
+    headers = {k: v for k, v in event["headers"].items() if k not in ("host", "content-length")}
+    method = event["requestContext"]["http"]["method"]
+    return requests.request(
+        method, base_url.rstrip("/") + event["rawPath"], data=_body(event), headers=headers, timeout=timeout
+    )
 
 
 def _show_local_state(response: requests.Response) -> None:
