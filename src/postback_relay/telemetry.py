@@ -2,8 +2,9 @@
 template's alarms and dashboard, and the tests agree. Written as EMF log lines through powertools.
 
 Dimensions stay low-cardinality: ``source`` (a platform the code knows), ``outcome`` (a record status or a
-refusal code) and ``reason`` (TrafficStars' answer, classified). Each record also carries roll-ups without
-``source`` (and without ``outcome``), because an alarm cannot add up the values of a dimension itself."""
+refusal code) and ``reason`` (TrafficStars' answer, classified). A record also carries the roll-ups an alarm
+or a percentile needs, because neither can add up the values of a dimension itself; no others, since each
+combination of dimension values that receives data is billed as one custom metric."""
 
 from __future__ import annotations
 
@@ -65,25 +66,24 @@ class MetricRecord:
 
 def webhook_metrics(source: str, outcome: Outcome) -> list[MetricRecord]:
     """A processed webhook: one Webhooks count by outcome, and what its postback attempt (if any) measured."""
-    counts = [Measurement(WEBHOOKS, MetricUnit.Count, 1)]
-    if outcome.answers:
-        counts.append(Measurement(POSTBACKS, MetricUnit.Count, 1))
-    return [_by_outcome(source, outcome.status, counts), *_attempt_details(source, outcome)]
+    return [_webhook(source, outcome.status), *attempt_metrics(source, outcome)]
 
 
 def attempt_metrics(source: str, outcome: Outcome) -> list[MetricRecord]:
-    """A postback attempt made without a webhook (the retry worker): Postbacks by outcome and its details."""
+    """A postback attempt (by a webhook, or by the retry worker without one): Postbacks by outcome, the
+    latency of each GET, a retry, the value sent, and TrafficStars' reason for a final rejection."""
     if not outcome.answers:
         return []
-    return [
-        _by_outcome(source, outcome.status, [Measurement(POSTBACKS, MetricUnit.Count, 1)]),
-        *_attempt_details(source, outcome),
-    ]
+    postbacks = MetricRecord(
+        ({"source": source, "outcome": outcome.status}, {"outcome": outcome.status}),  # alarms read the roll-up
+        (Measurement(POSTBACKS, MetricUnit.Count, 1),),
+    )
+    return [postbacks, *_attempt_details(source, outcome)]
 
 
 def refusal_metrics(source: str, code: str) -> list[MetricRecord]:
     """A webhook answered with an error (bad signature, oversized body, unavailable dependency, …)."""
-    return [_by_outcome(source, code, [Measurement(WEBHOOKS, MetricUnit.Count, 1)])]
+    return [_webhook(source, code)]
 
 
 def source_of(conversion_id: str) -> str:
@@ -111,14 +111,12 @@ def publish(records: Iterable[MetricRecord]) -> None:
             logger.warning("metrics not published", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
-def _by_outcome(source: str, outcome: str, measurements: list[Measurement]) -> MetricRecord:
-    return MetricRecord(({"source": source, "outcome": outcome}, {"outcome": outcome}, {}), tuple(measurements))
+def _webhook(source: str, outcome: str) -> MetricRecord:
+    """Webhooks by source and outcome, and the total the postbacks-silent alarm compares with."""
+    return MetricRecord(({"source": source, "outcome": outcome}, {}), (Measurement(WEBHOOKS, MetricUnit.Count, 1),))
 
 
 def _attempt_details(source: str, outcome: Outcome) -> list[MetricRecord]:
-    """Latency of each GET, a retry, the value sent; and TrafficStars' reason for a final rejection."""
-    if not outcome.answers:
-        return []
     details = [
         Measurement(POSTBACK_LATENCY, MetricUnit.Milliseconds, answer.duration_ms)
         for answer in outcome.answers
