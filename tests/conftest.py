@@ -81,7 +81,9 @@ def handler_logs_follow_the_capture() -> None:
     test's (closed) capture stream; pointed at the current sys.stdout, every test sees its own log lines."""
     from postback_relay.app import logger
 
-    logger.registered_handler.setStream(_CurrentStdout())  # type: ignore[attr-defined]
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(_CurrentStdout())  # type: ignore[arg-type]  # a stream in all but name
 
 
 @pytest.fixture(scope="session")
