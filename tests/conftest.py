@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,27 @@ def moto_server() -> Iterator[SerializedMotoServer]:
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCertificate:
     return make_loopback_certificate(tmp_path_factory.mktemp("tls"))
+
+
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is at the moment: pytest swaps it per test (capfd, capsys)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def handler_logs_follow_the_capture() -> None:
+    """powertools' Logger keeps the sys.stdout it finds when the handler is imported, which would be one
+    test's (closed) capture stream; pointed at the current sys.stdout, every test sees its own log lines."""
+    from postback_relay.app import logger
+
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(_CurrentStdout())  # type: ignore[arg-type]  # a stream in all but name
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError
+from postback_relay import telemetry
+from postback_relay.relay import BadRequest, PayloadTooLarge, RelayError
 from postback_relay.runtime import get_runtime, load_settings
 from postback_relay.sources import POSTBACK_SOURCE, SOURCES
 
@@ -38,11 +38,14 @@ def webhook(source_name: str) -> Response[str]:
     """Every platform's webhook: verify, record, forward."""
     source = SOURCES.get(source_name)
     if source is None:
+        telemetry.publish(telemetry.refusal_metrics(telemetry.UNKNOWN_SOURCE, "unknown_source"))
         return _json(404, {"error": "unknown_source", "message": f"no webhook source named {source_name!r}"})
     logger.append_keys(source=source.name)
+    app.append_context(source=source.name)  # type: ignore[no-untyped-call]  # read by relay_error
     body = _raw_body(get_runtime().settings.max_body_bytes)
     outcome = get_runtime().relay.handle(source, body, app.current_event.headers)
-    _record_metrics(source.name, outcome)
+    telemetry.publish(telemetry.webhook_metrics(source.name, outcome))
+    _annotate_trace(source.name, outcome.status, outcome.event_id, outcome.conversion_id)
     if outcome.conversion_id:
         logger.append_keys(conversion_id=outcome.conversion_id)
     logger.info("webhook handled", extra={"status": outcome.status, "http_status": outcome.http_status})
@@ -53,9 +56,11 @@ def webhook(source_name: str) -> Response[str]:
 def postback() -> Response[str]:
     """Trackers' and affiliate networks' S2S postback: a GET whose query string is the conversion."""
     logger.append_keys(source=POSTBACK_SOURCE.name)
+    app.append_context(source=POSTBACK_SOURCE.name)  # type: ignore[no-untyped-call]  # read by relay_error
     event = app.current_event
     outcome = get_runtime().relay.handle_query(POSTBACK_SOURCE, event.raw_query_string or "", event.headers)
-    _record_metrics(POSTBACK_SOURCE.name, outcome)
+    telemetry.publish(telemetry.webhook_metrics(POSTBACK_SOURCE.name, outcome))
+    _annotate_trace(POSTBACK_SOURCE.name, outcome.status, outcome.event_id, outcome.conversion_id)
     if outcome.conversion_id:
         logger.append_keys(conversion_id=outcome.conversion_id)
     logger.info("postback handled", extra={"status": outcome.status, "http_status": outcome.http_status})
@@ -67,7 +72,9 @@ def relay_error(error: RelayError) -> Response[str]:
     """Refusals and unavailable dependencies: a JSON error the sender (or its operator) can read."""
     log = logger.error if error.http_status >= 500 else logger.warning
     log("webhook refused", extra={"error": error.code, "reason": str(error), "http_status": error.http_status})
-    metrics.add_metric(name=f"Refused_{error.code}", unit=MetricUnit.Count, value=1)
+    source = str(app.context.get("source", telemetry.UNKNOWN_SOURCE))
+    telemetry.publish(telemetry.refusal_metrics(source, error.code))
+    _annotate_trace(source, error.code, logger.get_correlation_id(), None)
     return _json(error.http_status, {"error": error.code, "message": str(error)})
 
 
@@ -93,13 +100,14 @@ def _raw_body(limit: int) -> bytes:
         raise BadRequest("body is marked base64 but does not decode") from None
 
 
-def _record_metrics(source: str, outcome: Outcome) -> None:
-    metrics.add_dimension(name="source", value=source)
-    metrics.add_metric(name=f"Outcome_{outcome.status}", unit=MetricUnit.Count, value=1)
-    for answer in outcome.answers:
-        metrics.add_metric(name="PostbackLatency", unit=MetricUnit.Milliseconds, value=answer.duration_ms)
-    if outcome.value is not None:
-        metrics.add_metric(name="ValueSent", unit=MetricUnit.Count, value=float(outcome.value))
+def _annotate_trace(source: str, outcome: str, correlation_id: str | None, conversion_id: str | None) -> None:
+    """Indexed X-Ray annotations, so a trace is found by the event id a platform's dashboard shows."""
+    tracer.put_annotation(key="source", value=source)
+    tracer.put_annotation(key="outcome", value=outcome)
+    if correlation_id:
+        tracer.put_annotation(key="correlation_id", value=correlation_id)
+    if conversion_id:
+        tracer.put_annotation(key="conversion_id", value=conversion_id)
 
 
 def _json(status: int, body: dict[str, Any]) -> Response[str]:

@@ -5,15 +5,17 @@ input changes nothing; the key never leaves the TrafficStars client and the secr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.exceptions import OrphanedChildLoggerError
 
 from postback_relay.backoff import next_attempt_at, parse_retry_after
 from postback_relay.conversion import Conversion, Ignored, Reversal, lead_code
@@ -73,6 +75,8 @@ class Outcome:
     conversion_id: str | None = None
     answers: tuple[Answer, ...] = field(default_factory=tuple)
     value: Decimal | None = None
+    event_id: str | None = None  # the platform's event id: the correlation id of the logs, the record and the trace
+    attempt: int = 0  # which attempt at the postback this delivery made (1 = the first); 0 when none was made
 
 
 class Relay:
@@ -126,12 +130,12 @@ class Relay:
         if isinstance(event, Ignored):
             logger.info("event ignored", extra={"event_type": event.event_type, "reason": event.reason})
             return Outcome(200, "ignored", {"status": "ignored", "reason": event.reason})
+        _tag_logs(event.event_id)
         try:
-            if isinstance(event, Reversal):
-                return self._reverse(event)
-            return self._convert(event, secrets)
+            outcome = self._reverse(event) if isinstance(event, Reversal) else self._convert(event, secrets)
         except StoreUnavailable as exc:
             raise Unavailable(str(exc)) from None
+        return replace(outcome, event_id=event.event_id)
 
     def _verified_secrets(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> RelaySecrets:
         secrets = self._current_secrets()
@@ -174,21 +178,22 @@ class Relay:
             if begun.claim is None:
                 logger.info("conversion recorded, not forwarded", extra={"conversion_id": pk, "status": status})
                 return Outcome(200, status, {"status": status, "conversion_id": pk}, pk)
-            return self._send(pk, begun.claim, secrets)
+            return self._send(pk, begun.claim, secrets, conversion.event_id)
         existing = begun.existing or {}
         existing_status = str(existing.get("status"))
         claim: Claim | None = None
         if existing_status in NOT_FORWARDED and status == "sending":
             # Stripe fires payment_intent.succeeded before checkout.session.completed; only the later one may
             # carry the click id (client_reference_id). The record is upgraded, never duplicated.
-            upgrade = {k: v for k, v in fields.items() if k not in ("status", "source", "purchase_id")}
+            kept = ("status", "source", "purchase_id", "first_event_id", "correlation_id")
+            upgrade = {k: v for k, v in fields.items() if k not in kept}
             claim = self._store.claim(pk, lease, upgrade=upgrade)
         elif existing_status == "retry_pending" or (
             existing_status == "sending" and float(existing.get("lease_until", 0)) < self._clock()
         ):
             claim = self._store.claim(pk, lease)
         if claim is not None:
-            return self._send(pk, claim, secrets)
+            return self._send(pk, claim, secrets, conversion.event_id)
         logger.info("duplicate delivery", extra={"conversion_id": pk, "conversion_status": existing_status})
         body = {"status": "duplicate", "conversion_id": pk, "conversion_status": existing_status}
         return Outcome(200, "duplicate", body, pk)
@@ -208,6 +213,7 @@ class Relay:
             "purchase_id": conversion.purchase_id,
             "status": status,
             "first_event_id": conversion.event_id,
+            "correlation_id": conversion.event_id,  # the conversion's: the event that created the record
             "livemode": conversion.livemode,
             "click_id": conversion.click_id,
             "raw_click_id": conversion.raw_click_id if conversion.click_id is None else None,
@@ -226,11 +232,14 @@ class Relay:
             fields["postback_url"] = self._client.redacted_url(postback)
         return fields
 
-    def _send(self, pk: str, claim: Claim, secrets: RelaySecrets) -> Outcome:
+    def _send(self, pk: str, claim: Claim, secrets: RelaySecrets, event_id: str | None = None) -> Outcome:
         """One attempt under ``claim``: the GET (and one more after a refetched key), then its outcome:
         sent, rejected (final), or retry_pending with its next due time (queued), or failed when the
-        retry window is spent (dead-letter queue)."""
+        retry window is spent (dead-letter queue). ``event_id`` is the delivery's (None on a retry)."""
         record = claim.record
+        correlation_id = event_id or record.get("correlation_id") or record.get("first_event_id")
+        if event_id is None and correlation_id:
+            _tag_logs(str(correlation_id))  # no delivery (a retry): the conversion's own id
         value = record.get("value")
         goal = str(record.get("goal", "purchase"))
         postback = self.settings.postback_options.postback(
@@ -274,6 +283,7 @@ class Relay:
                 "http_status": a.http_status,
                 "message": a.message,
                 "duration_ms": a.duration_ms,
+                "correlation_id": correlation_id,
             }
             for a in answers
         ]
@@ -304,7 +314,7 @@ class Relay:
         # (or if SQS refused the message) 503 makes the sender redeliver, which retries it too.
         http_status = 503 if status == "retry_pending" and not queued else 200
         sent_value = postback.value if status == "sent" else None
-        return Outcome(http_status, status, body, pk, answers, sent_value)
+        return Outcome(http_status, status, body, pk, answers, sent_value, attempt=int(record.get("attempts", 1)))
 
     def _after_attempt(
         self, pk: str, status: str, due_at: float | None, now: float, final: Answer, attempts: int
@@ -361,3 +371,10 @@ class Relay:
             return Outcome(200, "ignored", {"status": "ignored", "reason": reason})
         logger.info("conversion reversed", extra={"conversion_id": pk, "reversal": reversal.kind})
         return Outcome(200, reversal.kind, {"status": reversal.kind, "conversion_id": pk}, pk)
+
+
+def _tag_logs(correlation_id: str) -> None:
+    """Put the platform's event id on every later log line of the invocation (the handler's Logger clears it
+    per invocation). Without a handler's Logger (a script, a test) there is nothing to tag."""
+    with contextlib.suppress(OrphanedChildLoggerError):
+        logger.set_correlation_id(correlation_id)

@@ -26,10 +26,11 @@ class ReplayReport:
 
     queued: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # conversion id → why (e.g. already sent)
+    postbacks: dict[str, str] = field(default_factory=dict)  # conversion id → its postback URL, key redacted
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
-        return {"queued": self.queued, "skipped": self.skipped}
+        return {"queued": self.queued, "skipped": self.skipped, "postbacks": self.postbacks}
 
 
 Progress = Callable[[int, str], None]
@@ -44,6 +45,29 @@ def redrive_dead_letters(
     if not queue.dead_letter_url:
         raise ValueError("no dead-letter queue configured (DEAD_LETTER_QUEUE_URL)")
     seen: set[str] = set()
+    held: list[str] = []  # a dry run's receipts, released at the end so the messages are visible again at once
+    try:
+        _redrive(sqs, store, queue, dry_run, progress, report, seen, held)
+    finally:
+        for start in range(0, len(held), 10):
+            entries = [
+                {"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for n, handle in enumerate(held[start : start + 10])
+            ]
+            sqs.change_message_visibility_batch(QueueUrl=queue.dead_letter_url, Entries=entries)
+    return report
+
+
+def _redrive(
+    sqs: Any,
+    store: ConversionStore,
+    queue: RetryQueue,
+    dry_run: bool,
+    progress: Progress | None,
+    report: ReplayReport,
+    seen: set[str],
+    held: list[str],
+) -> None:
     while True:
         response = sqs.receive_message(
             QueueUrl=queue.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=30
@@ -53,17 +77,17 @@ def redrive_dead_letters(
             break
         for message in messages:
             conversion_id = str(json.loads(message["Body"]).get("conversion_id", ""))
-            if conversion_id in seen:  # dry runs leave messages in place; don't loop on them
-                continue
-            seen.add(conversion_id)
-            _replay_one(conversion_id, store, queue, dry_run, report)
-            if progress:
-                progress(len(seen), conversion_id)
-            if not dry_run:
+            if conversion_id not in seen:  # the same conversion parked twice is replayed once
+                seen.add(conversion_id)
+                _replay_one(conversion_id, store, queue, dry_run, report)
+                if progress:
+                    progress(len(seen), conversion_id)
+            if dry_run:
+                held.append(message["ReceiptHandle"])
+            else:
                 sqs.delete_message(QueueUrl=queue.dead_letter_url, ReceiptHandle=message["ReceiptHandle"])
         if dry_run and all(str(json.loads(m["Body"]).get("conversion_id", "")) in seen for m in messages):
             break
-    return report
 
 
 def replay_records(
@@ -104,6 +128,7 @@ def _replay_one(
     if status not in REPLAYABLE:
         report.skipped[conversion_id] = f"status is {status}"
         return
+    report.postbacks[conversion_id] = str(record.get("postback_url") or "(no click id: nothing would be sent)")
     if dry_run:
         report.queued.append(conversion_id)
         return
@@ -156,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         report = replay_records(store, queue, args.status or ["failed"], args.since, args.click_id, args.dry_run, show)
     print(file=sys.stderr)
     verb = "would re-send" if args.dry_run else "re-sent"
-    print(json.dumps({"dry_run": args.dry_run, verb: report.queued, "skipped": report.skipped}, indent=2))
+    document = {"dry_run": args.dry_run, verb: report.queued, "skipped": report.skipped, "postbacks": report.postbacks}
+    print(json.dumps(document, indent=2))
     return 0
 
 

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from postback_relay import telemetry
 from postback_relay.runtime import get_runtime, load_settings
 
 logger = Logger()
@@ -32,10 +33,7 @@ def retry_record(record: SQSRecord) -> None:
     if outcome is None:
         logger.info("not due or already handled")
         return
-    metrics.add_metric(name="Retries", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name=f"Outcome_{outcome.status}", unit=MetricUnit.Count, value=1)
-    for answer in outcome.answers:
-        metrics.add_metric(name="PostbackLatency", unit=MetricUnit.Milliseconds, value=answer.duration_ms)
+    telemetry.publish(telemetry.attempt_metrics(telemetry.source_of(conversion_id), outcome))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -51,5 +49,5 @@ def retry_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemF
 def sweep_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     """Scheduled: re-queue conversions stranded past their due time."""
     count = get_runtime().relay.sweep()
-    metrics.add_metric(name="SweptConversions", unit=MetricUnit.Count, value=count)
+    metrics.add_metric(name=telemetry.SWEPT, unit=MetricUnit.Count, value=count)
     return {"requeued": count}

@@ -7,6 +7,7 @@ import os
 HOST = "127.0.0.1"
 TABLE_NAME = "postback-relay-local"
 SECRET_ID = "postback-relay/local"
+QUEUE_PREFIX = "postback-relay-local"  # its queues: <prefix>-retry and <prefix>-dlq
 DEMO_TRAFFICSTARS_KEY = "local-demo-trafficstars-key"
 DEMO_STRIPE_WEBHOOK_SECRET = "whsec_local_demo_secret"
 

@@ -45,7 +45,7 @@ def main() -> None:
     create_table(session.client("dynamodb"), defaults.TABLE_NAME)
     put_secret(session.client("secretsmanager"), defaults.SECRET_ID, secrets)
     sqs = session.client("sqs")
-    retry_url, dead_letter_url = create_queues(sqs, "postback-relay-local")
+    retry_url, dead_letter_url = create_queues(sqs, defaults.QUEUE_PREFIX)
     env.update({"RETRY_QUEUE_URL": retry_url, "DEAD_LETTER_QUEUE_URL": dead_letter_url})
     # A short local schedule, so an outage and its recovery can be watched in a minute.
     env.setdefault("RETRY_BASE_DELAY_SECONDS", "2")

@@ -37,11 +37,12 @@ def _body(event: dict[str, Any]) -> bytes:
     return base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode("utf-8")
 
 
-def resign(event: dict[str, Any], timestamp: int | None = None) -> dict[str, Any]:
-    """The event with fresh signature headers, made with the local secret (or its environment override)."""
+def resign(event: dict[str, Any], timestamp: int | None = None, secret: str | None = None) -> dict[str, Any]:
+    """The event with fresh signature headers, made with ``secret`` (default: the local secret, or its
+    environment override)."""
     source = _source(event)
     field, _ = SIGNERS[source]
-    secret = defaults.secret_values()[field]
+    secret = secret if secret is not None else defaults.secret_values()[field]
     headers = dict(event.get("headers", {}))
     for name, value in sign(source, _body(event), secret, timestamp).items():
         headers[name.lower()] = value
@@ -69,14 +70,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"re-signed {path}")
             continue
         event = resign(original)
-        headers = {k: v for k, v in event["headers"].items() if k not in ("host", "content-length")}
         method = event["requestContext"]["http"]["method"]
         query = f"?{event['rawQueryString']}" if event.get("rawQueryString") else ""
-        target = args.url.rstrip("/") + event["rawPath"] + query
-        response = requests.request(method, target, data=_body(event) or None, headers=headers, timeout=15)
+        response = post_event(event, args.url)
         print(f"{method} {event['rawPath']}{query} -> {response.status_code} {response.text}")
         _show_local_state(response)
     return 0
+
+
+def post_event(event: dict[str, Any], base_url: str, timeout: float = 15) -> requests.Response:
+    """Send an API Gateway event's request (method, path and query, headers, exact body) to ``base_url``."""
+    headers = {k: v for k, v in event["headers"].items() if k not in ("host", "content-length")}
+    method = event["requestContext"]["http"]["method"]
+    query = f"?{event['rawQueryString']}" if event.get("rawQueryString") else ""
+    target = base_url.rstrip("/") + event["rawPath"] + query
+    return requests.request(method, target, data=_body(event) or None, headers=headers, timeout=timeout)
 
 
 def _show_local_state(response: requests.Response) -> None:

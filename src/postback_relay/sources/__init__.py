@@ -17,5 +17,7 @@ SOURCES: dict[str, WebhookSource] = {
 }
 # GET /postback: trackers' and networks' S2S postbacks, read from the query string.
 POSTBACK_SOURCE: WebhookSource = TRACKER
+# Every source by the last segment of its route (what the template's outputs and the operator CLI name).
+ROUTED: dict[str, WebhookSource] = {**SOURCES, "postback": POSTBACK_SOURCE}
 
-__all__ = ["POSTBACK_SOURCE", "SOURCES", "WebhookSource"]
+__all__ = ["POSTBACK_SOURCE", "ROUTED", "SOURCES", "WebhookSource"]
