@@ -9,20 +9,21 @@ import binascii
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError
+from postback_relay.routing import APPLICATION_JSON, Response, Router
 from postback_relay.runtime import get_runtime, load_settings
 from postback_relay.sources import SOURCES
+from postback_relay.tracing import make_tracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()  # no X-Ray SDK import when tracing is off
 metrics = Metrics()
-app = APIGatewayHttpResolver()
+app = Router()  # powertools' APIGatewayHttpResolver, minus its import and per-request cost: see routing.py
 
 load_settings()  # fail at start, naming the setting, rather than on the first webhook
 
@@ -49,7 +50,7 @@ def webhook(source_name: str) -> Response[str]:
     return _json(outcome.http_status, outcome.body)
 
 
-@app.exception_handler(RelayError)  # type: ignore[untyped-decorator]
+@app.exception_handler(RelayError)
 def relay_error(error: RelayError) -> Response[str]:
     """Refusals and unavailable dependencies: a JSON error the sender (or its operator) can read."""
     log = logger.error if error.http_status >= 500 else logger.warning
@@ -90,4 +91,4 @@ def _record_metrics(source: str, outcome: Outcome) -> None:
 
 
 def _json(status: int, body: dict[str, Any]) -> Response[str]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+    return Response(status_code=status, content_type=APPLICATION_JSON, body=json.dumps(body))
