@@ -15,6 +15,7 @@ PRICES = {
     "http_api_per_million": 1.00,  # HTTP API requests, first 300 M/month
     "lambda_request_per_million": 0.20,
     "lambda_arm64_gb_second": 0.0000133334,  # first 7.5 B GB-s/month
+    "lambda_x86_64_gb_second": 0.0000166667,  # first 6 B GB-s/month
     "dynamodb_wru_per_million": 0.625,  # on-demand write request units (1 KB each)
     "dynamodb_storage_gb_month": 0.25,
     "dynamodb_pitr_gb_month": 0.20,  # continuous backups (the template enables point-in-time recovery)
@@ -35,6 +36,7 @@ class Assumptions:
     dynamodb_latency_ms: float = 6.0  # per call, in-region
     trafficstars_latency_ms: float = 120.0  # one GET to tsyndicate.com from us-east-1, TLS reused
     platform_log_bytes: int = 900  # Lambda's own platform.start/report JSON lines per invocation
+    full_vcpu_mb: int = 1769  # Lambda gives one full vCPU at 1,769 MB, a proportional share below it
     xray_sampled: float = 1.0  # default rule samples 1 request/s + 5%: at ~0.8 deliveries/s that is every one
 
 
@@ -42,8 +44,8 @@ class Assumptions:
 class Measured:
     """Per-delivery figures from one benchmark run."""
 
-    conversion_wall_ms: float  # own code + loopback GET, AWS answered in-process
-    duplicate_wall_ms: float
+    conversion_cpu_ms: float  # own-code CPU time (this thread), AWS answered in-process
+    duplicate_cpu_ms: float
     dynamodb_writes_per_conversion: float
     dynamodb_writes_per_duplicate: float
     item_bytes: int
@@ -72,13 +74,15 @@ def per_million(measured: Measured, assume: Assumptions = Assumptions()) -> list
     million = 1_000_000
     deliveries = assume.deliveries_per_conversion
     duplicates = deliveries - 1
+    cpu_share = min(1.0, int(function["MemorySize"]) / assume.full_vcpu_mb)
+    conversion_cpu = measured.conversion_cpu_ms / cpu_share
     conversion_ms = math.ceil(
-        measured.conversion_wall_ms
+        conversion_cpu
         + measured.dynamodb_writes_per_conversion * assume.dynamodb_latency_ms
         + assume.trafficstars_latency_ms
     )
     duplicate_ms = math.ceil(
-        measured.duplicate_wall_ms + measured.dynamodb_writes_per_duplicate * assume.dynamodb_latency_ms
+        measured.duplicate_cpu_ms / cpu_share + measured.dynamodb_writes_per_duplicate * assume.dynamodb_latency_ms
     )
     gb_seconds = memory_gb * (conversion_ms + duplicates * duplicate_ms) / 1000
     wru = math.ceil(measured.item_bytes / 1024)
@@ -100,10 +104,11 @@ def per_million(measured: Measured, assume: Assumptions = Assumptions()) -> list
         ),
         (
             f"Lambda duration ({arch}, {function['MemorySize']} MB)",
-            million * gb_seconds * PRICES["lambda_arm64_gb_second"],
-            f"conversion {conversion_ms} ms = {measured.conversion_wall_ms:.1f} measured + "
-            f"{measured.dynamodb_writes_per_conversion:g}x{assume.dynamodb_latency_ms:g} DynamoDB + "
-            f"{assume.trafficstars_latency_ms:g} TrafficStars (assumed); duplicate {duplicate_ms} ms",
+            million * gb_seconds * PRICES[f"lambda_{'arm64' if 'arm64' in arch else 'x86_64'}_gb_second"],
+            f"billed {conversion_ms} ms per conversion = {measured.conversion_cpu_ms:.2f} ms own CPU measured, "
+            f"/ {cpu_share:.3f} vCPU = {conversion_cpu:.1f} ms, + {measured.dynamodb_writes_per_conversion:g} x "
+            f"{assume.dynamodb_latency_ms:g} ms DynamoDB + {assume.trafficstars_latency_ms:g} ms TrafficStars "
+            f"(assumed); {duplicate_ms} ms per duplicate",
         ),
         (
             "DynamoDB on-demand writes",

@@ -386,8 +386,8 @@ def _cost(results: Results) -> None:
     data = results.raw["warm"]
     conversion, duplicate = data["conversion"], data["duplicate"]
     measured = cost.Measured(
-        conversion_wall_ms=_stat(conversion["wall_ns"]["relay"], "median") / 1e6,
-        duplicate_wall_ms=_stat(duplicate["wall_ns"]["relay"], "median") / 1e6,
+        conversion_cpu_ms=_stat(conversion["cpu_ns"]["relay"], "median") / 1e6,
+        duplicate_cpu_ms=_stat(duplicate["cpu_ns"]["relay"], "median") / 1e6,
         dynamodb_writes_per_conversion=results.counts["dynamodb_per_conversion"],
         dynamodb_writes_per_duplicate=results.counts["dynamodb_per_duplicate"],
         item_bytes=int(data["item_bytes"]["relay"]),
