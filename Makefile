@@ -13,7 +13,7 @@ EVENT ?= events/stripe/checkout.session.completed.json
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run send events test lint template unit build deploy clean
+.PHONY: help run send events test lint template unit bench build deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -41,7 +41,7 @@ events: $(VENV)/.installed ## re-sign events/ with the current time (for sam loc
 test: lint template unit ## every check: ruff, mypy, cfn-lint, sam validate --lint, sam build, pytest
 
 lint: $(VENV)/.installed ## ruff and mypy
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
 template: $(TOOLS_VENV)/.installed ## cfn-lint, sam validate --lint and (where python3.12 exists) sam build
@@ -56,6 +56,9 @@ template: $(TOOLS_VENV)/.installed ## cfn-lint, sam validate --lint and (where p
 
 unit: $(VENV)/.installed ## pytest (unit, integration and local-run tests)
 	$(PY) -m pytest
+
+bench: $(VENV)/.installed ## the benchmark: cold start, warm time, AWS calls, memory and cost against their floors
+	$(PY) -m bench $(BENCH_ARGS)
 
 build: $(TOOLS_VENV)/.installed ## sam build
 	PATH="$$(dirname $(RUNTIME_PYTHON)):$$PATH" $(TOOLS_VENV)/bin/sam build

@@ -9,20 +9,21 @@ import binascii
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postback_relay import telemetry
 from postback_relay.relay import BadRequest, PayloadTooLarge, RelayError
+from postback_relay.routing import APPLICATION_JSON, Response, Router
 from postback_relay.runtime import get_runtime, load_settings
 from postback_relay.sources import POSTBACK_SOURCE, SOURCES
+from postback_relay.tracing import make_tracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()  # no X-Ray SDK import when tracing is off
 metrics = Metrics()
-app = APIGatewayHttpResolver()
+app = Router()  # powertools' APIGatewayHttpResolver, minus its import and per-request cost: see routing.py
 
 load_settings()  # fail at start, naming the setting, rather than on the first webhook
 
@@ -41,7 +42,7 @@ def webhook(source_name: str) -> Response[str]:
         telemetry.publish(telemetry.refusal_metrics(telemetry.UNKNOWN_SOURCE, "unknown_source"))
         return _json(404, {"error": "unknown_source", "message": f"no webhook source named {source_name!r}"})
     logger.append_keys(source=source.name)
-    app.append_context(source=source.name)  # type: ignore[no-untyped-call]  # read by relay_error
+    app.append_context(source=source.name)  # read by relay_error
     body = _raw_body(get_runtime().settings.max_body_bytes)
     outcome = get_runtime().relay.handle(source, body, app.current_event.headers)
     telemetry.publish(telemetry.webhook_metrics(source.name, outcome))
@@ -56,7 +57,7 @@ def webhook(source_name: str) -> Response[str]:
 def postback() -> Response[str]:
     """Trackers' and affiliate networks' S2S postback: a GET whose query string is the conversion."""
     logger.append_keys(source=POSTBACK_SOURCE.name)
-    app.append_context(source=POSTBACK_SOURCE.name)  # type: ignore[no-untyped-call]  # read by relay_error
+    app.append_context(source=POSTBACK_SOURCE.name)  # read by relay_error
     event = app.current_event
     outcome = get_runtime().relay.handle_query(POSTBACK_SOURCE, event.raw_query_string or "", event.headers)
     telemetry.publish(telemetry.webhook_metrics(POSTBACK_SOURCE.name, outcome))
@@ -67,7 +68,7 @@ def postback() -> Response[str]:
     return _json(outcome.http_status, outcome.body)
 
 
-@app.exception_handler(RelayError)  # type: ignore[untyped-decorator]
+@app.exception_handler(RelayError)
 def relay_error(error: RelayError) -> Response[str]:
     """Refusals and unavailable dependencies: a JSON error the sender (or its operator) can read."""
     log = logger.error if error.http_status >= 500 else logger.warning
@@ -111,4 +112,4 @@ def _annotate_trace(source: str, outcome: str, correlation_id: str | None, conve
 
 
 def _json(status: int, body: dict[str, Any]) -> Response[str]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+    return Response(status_code=status, content_type=APPLICATION_JSON, body=json.dumps(body))

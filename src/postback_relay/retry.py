@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -16,9 +16,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postback_relay import telemetry
 from postback_relay.runtime import get_runtime, load_settings
+from postback_relay.tracing import make_tracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()  # no X-Ray SDK import when tracing is off
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 

