@@ -263,8 +263,26 @@ def test_7_secrets_manager_down_uses_the_cache_or_asks_the_sender_to_retry(
     assert (retried.status, warm.status, warm.body["status"]) == (200, 200, "sent")
 
 
-ROUTES = [("POST", "/webhooks/stripe"), ("GET", "/health"), ("POST", "/health"), ("GET", "/webhooks/stripe")]
-header_names = st.sampled_from(["stripe-signature", "content-type", "x-forwarded-for", "user-agent", "x-anything"])
+ROUTES = [
+    *(("POST", f"/webhooks/{name}") for name in ("stripe", "shopify", "woocommerce", "paddle", "lemonsqueezy")),
+    ("GET", "/postback"),
+    ("GET", "/health"),
+    ("POST", "/health"),
+    ("GET", "/webhooks/stripe"),
+]
+header_names = st.sampled_from(
+    [
+        "stripe-signature",
+        "x-shopify-hmac-sha256",
+        "x-wc-webhook-signature",
+        "paddle-signature",
+        "x-signature",
+        "x-postback-token",
+        "content-type",
+        "user-agent",
+        "x-anything",
+    ]
+)
 header_values = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=120) | st.builds(
     lambda t, v: f"t={t},v1={v}", st.integers(-(2**40), 2**40), st.text("0123456789abcdef", max_size=70)
 )
@@ -282,7 +300,7 @@ bodies = (
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(
     route=st.sampled_from(ROUTES),
     headers=st.dictionaries(header_names, header_values, max_size=4),
