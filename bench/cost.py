@@ -139,7 +139,7 @@ def per_million(measured: Measured, assume: Assumptions = Assumptions()) -> list
             f"measured + {deliveries} x {assume.platform_log_bytes} B platform lines (assumed)",
         ),
         (
-            "X-Ray traces (Tracing: Active)",
+            "X-Ray traces (only with the Tracing=Active parameter; not in the total)",
             deliveries * assume.xray_sampled * PRICES["xray_traces_per_million"],
             f"{assume.xray_sampled:.0%} of deliveries sampled (assumed)",
         ),

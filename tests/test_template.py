@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from postback_relay.local.template import load_template
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +27,6 @@ def test_one_python_arm64_function_with_tracing_and_powertools(template: dict[st
     runtime = function_globals["Runtime"]
     assert runtime.startswith("python3.") and int(runtime.split(".")[1]) >= 12
     assert function_globals["Architectures"] == ["arm64"]
-    assert function_globals["Tracing"] == "Active"
     env = function_globals["Environment"]["Variables"]
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "SECRET_ID", "TABLE_NAME"} <= set(env)
     function = template["Resources"]["WebhookFunction"]
@@ -95,3 +98,25 @@ def test_the_due_index_is_sparse_and_keys_only(template: dict[str, Any]) -> None
     indexes = template["Resources"]["ConversionsTable"]["Properties"]["GlobalSecondaryIndexes"]
     [index] = [i for i in indexes if i["IndexName"] == "due"]
     assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_tracing_is_a_parameter_and_off_means_no_xray_sdk(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["Tracing"]["AllowedValues"] == ["PassThrough", "Active"]
+    assert template["Parameters"]["Tracing"]["Default"] == "PassThrough"
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["Tracing"] == {"Ref": "Tracing"}
+    disabled = function_globals["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"]
+    assert disabled == {"If": ["TracingActive", "false", "true"]}
+    assert template["Conditions"]["TracingActive"] == {"Equals": [{"Ref": "Tracing"}, "Active"]}
+
+
+def test_every_function_is_built_by_src_makefile(template: dict[str, Any]) -> None:
+    makefile = (ROOT / "src" / "Makefile").read_text()
+    for name, function in resources(template, "AWS::Serverless::Function").items():
+        assert function["Metadata"] == {"BuildMethod": "makefile"}, name
+        assert function["Properties"]["CodeUri"] == "src/"
+        assert re.search(rf"^build-.*\b{name}\b.*:", makefile, re.M), f"src/Makefile has no build-{name}"
+    runtime = template["Globals"]["Function"]["Runtime"]
+    assert f"RUNTIME_PYTHON ?= {runtime}" in makefile
+    assert f"--python-version {runtime.removeprefix('python')}" in makefile
+    assert template["Globals"]["Function"]["Architectures"] == ["arm64"] and "manylinux2014_aarch64" in makefile

@@ -4,12 +4,11 @@ for in Retry-After, within a window at least as long as Stripe's own retries (3 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """The retry schedule's settings (RETRY_BASE_DELAY_SECONDS, RETRY_MAX_DELAY_SECONDS, RETRY_WINDOW_SECONDS)."""
 
     base_delay_seconds: float = 30.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from postback_relay.money import Money
 
@@ -60,8 +60,7 @@ class Reversal:
         return tuple(f"{self.source}#{purchase_id}" for purchase_id in self.purchase_ids)
 
 
-@dataclass(frozen=True)
-class Ignored:
+class Ignored(NamedTuple):
     """An event that is not a conversion (another type, an unpaid session): answered 200, nothing stored."""
 
     event_type: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Literal
+from typing import Literal, NamedTuple
 
 # ISO 4217 minor-unit exponents that differ from the usual 2 (ISO data of 2026-01-01).
 ISO_EXPONENTS: Mapping[str, int] = {
@@ -46,8 +46,7 @@ MAX_VALUE = Decimal("200.0")
 CENT = Decimal("0.01")
 
 
-@dataclass(frozen=True)
-class Money:
+class Money(NamedTuple):
     """An amount in major units of an upper-case ISO currency code."""
 
     amount: Decimal
@@ -102,8 +101,7 @@ class ValuePolicy:
     out_of_range: RangeAction = "clamp"
 
 
-@dataclass(frozen=True)
-class ValueDecision:
+class ValueDecision(NamedTuple):
     """The value to send (None: send no ``value``) and, when it differs from the plain amount, why."""
 
     value: Decimal | None

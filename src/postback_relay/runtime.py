@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from postback_relay.relay import Relay
 from postback_relay.settings import Settings
 
 
-@dataclass(frozen=True)
-class Runtime:
+class Runtime(NamedTuple):
     """Everything a request needs, created on first use and reused by every warm invocation."""
 
     settings: Settings

@@ -8,10 +8,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,8 +29,7 @@ class StoreUnavailable(Exception):
     """DynamoDB could not be written; the webhook is answered 5xx so the sender retries."""
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(NamedTuple):
     """The right to send one conversion until ``lease_until``; outcomes are written only under it."""
 
     token: str
@@ -39,8 +37,7 @@ class Claim:
     record: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Begin:
+class Begin(NamedTuple):
     """The result of recording a delivery: the claim if this delivery created the record, else the record."""
 
     created: bool

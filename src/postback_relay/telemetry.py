@@ -15,8 +15,7 @@ import re
 import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
@@ -47,8 +46,7 @@ _NOT_A_REQUEST = frozenset({"key_missing"})  # answers made without a GET: no la
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
-@dataclass(frozen=True)
-class Measurement:
+class Measurement(NamedTuple):
     """One value of one metric."""
 
     name: str
@@ -56,8 +54,7 @@ class Measurement:
     value: float
 
 
-@dataclass(frozen=True)
-class MetricRecord:
+class MetricRecord(NamedTuple):
     """One EMF record: measurements sharing dimension sets. The first set is the detailed one; the others
     are its roll-ups. `service` is added to every set when the record is published."""
 

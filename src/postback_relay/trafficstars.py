@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import quote, urlencode
 
 import requests
@@ -34,8 +34,7 @@ UrlForm = Literal["path", "query"]
 PriceSource = Literal["none", "value", "fixed"]
 
 
-@dataclass(frozen=True)
-class Postback:
+class Postback(NamedTuple):
     """What one postback carries, apart from the key. The last three exist only in the query form."""
 
     click_id: str
@@ -73,8 +72,7 @@ class PostbackOptions:
         return self.goal_ids.get("purchase") if goal == "renewal" else None
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """TrafficStars' answer to one GET: what it means for us, its HTTP status and its own message."""
 
     kind: AnswerKind
