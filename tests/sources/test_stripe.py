@@ -91,6 +91,12 @@ class TestSignature:
         with pytest.raises(SignatureError):
             verify(self.body, header)
 
+    def test_a_current_timestamp_in_non_ascii_digits_is_refused_not_a_crash(self) -> None:
+        now = int(time.time())
+        arabic_indic = str(now).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))  # int() reads these
+        with pytest.raises(SignatureError, match="no timestamp"):
+            verify(self.body, f"t={arabic_indic},v1={'0' * 64}", now=now)
+
     def test_non_ascii_signature_values_do_not_crash_the_comparison(self) -> None:
         now = int(time.time())
         with pytest.raises(SignatureMismatch):

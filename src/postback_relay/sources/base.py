@@ -55,6 +55,29 @@ def hmac_sha256(secret: str, message: bytes) -> bytes:
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
 
 
+def timestamped_signatures(
+    header: str | None, name: str, separator: str, timestamp_key: str, signature_key: str, now: float, tolerance: int
+) -> tuple[str, list[str]]:
+    """The timestamp and the signatures of a ``t=…<sep>v1=…[<sep>v1=…]`` header (Stripe, Paddle), once the
+    timestamp is ASCII digits within ``tolerance`` seconds of ``now``, either way. ``name`` is the header's,
+    for the messages."""
+    if not header:
+        raise SignatureError(f"missing {name} header")
+    timestamp = ""
+    signatures: list[str] = []
+    for item in header.split(separator):
+        key, _, value = item.strip().partition("=")
+        if key == timestamp_key:
+            timestamp = value
+        elif key == signature_key:
+            signatures.append(value)
+    if not timestamp.isascii() or not timestamp.isdigit() or not signatures:
+        raise SignatureError(f"{name} header has no timestamp or no {signature_key} signature")
+    if abs(now - int(timestamp)) > tolerance:
+        raise SignatureError(f"{name} timestamp is outside the tolerance window")
+    return timestamp, signatures
+
+
 def matches_hex(secrets: Sequence[str], message: bytes, signatures: Sequence[str]) -> bool:
     """True when any signature is the hex HMAC of ``message`` under any secret; every pair is compared in
     constant time, so the answer's timing says nothing about how close a forgery came."""

@@ -15,11 +15,11 @@ from postback_relay.money import Money
 from postback_relay.settings import Settings
 from postback_relay.sources.base import (
     MalformedEvent,
-    SignatureError,
     SignatureMismatch,
     dig,
     matches_hex,
     minor_amount,
+    timestamped_signatures,
 )
 
 SIGNATURE_HEADER = "paddle-signature"
@@ -41,20 +41,7 @@ class PaddleSource:
         sends several while a secret is rotated), and |now - ts| within the tolerance. Paddle's SDK allows 5 s,
         less than a cold start plus clock skew; the relay's SIGNATURE_TOLERANCE_SECONDS applies instead."""
         header = headers.get(SIGNATURE_HEADER)
-        if not header:
-            raise SignatureError("missing Paddle-Signature header")
-        timestamp = ""
-        signatures: list[str] = []
-        for item in header.split(";"):
-            key, _, value = item.strip().partition("=")
-            if key == "ts":
-                timestamp = value
-            elif key == "h1":
-                signatures.append(value)
-        if not timestamp.isascii() or not timestamp.isdigit() or not signatures:
-            raise SignatureError("Paddle-Signature header has no timestamp or no h1 signature")
-        if abs(now - int(timestamp)) > tolerance:
-            raise SignatureError("Paddle-Signature timestamp is outside the tolerance window")
+        timestamp, signatures = timestamped_signatures(header, "Paddle-Signature", ";", "ts", "h1", now, tolerance)
         if not matches_hex(secrets, timestamp.encode("ascii") + b":" + raw_body, signatures):
             raise SignatureMismatch("no Paddle-Signature h1 matches the configured secret")
 

@@ -12,7 +12,13 @@ from typing import Any
 from postback_relay.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
 from postback_relay.money import STRIPE_EXPONENTS, Money, from_minor_units
 from postback_relay.settings import Settings
-from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch, dig, matches_hex
+from postback_relay.sources.base import (
+    MalformedEvent,
+    SignatureMismatch,
+    dig,
+    matches_hex,
+    timestamped_signatures,
+)
 
 CHECKOUT_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 
@@ -29,20 +35,7 @@ class StripeSource:
         """Check `t=…,v1=…[,v1=…]`: HMAC-SHA256 hex of "{t}.{raw body}", any v1 under any secret,
         and |now - t| within the tolerance (both ways: Stripe's SDK only rejects old timestamps)."""
         header = headers.get("stripe-signature")
-        if not header:
-            raise SignatureError("missing Stripe-Signature header")
-        timestamp = ""
-        signatures: list[str] = []
-        for item in header.split(","):
-            key, _, value = item.strip().partition("=")
-            if key == "t":
-                timestamp = value
-            elif key == "v1":
-                signatures.append(value)
-        if not timestamp.isdigit() or not signatures:
-            raise SignatureError("Stripe-Signature header has no timestamp or no v1 signature")
-        if abs(now - int(timestamp)) > tolerance:
-            raise SignatureError("Stripe-Signature timestamp is outside the tolerance window")
+        timestamp, signatures = timestamped_signatures(header, "Stripe-Signature", ",", "t", "v1", now, tolerance)
         if not matches_hex(secrets, timestamp.encode("ascii") + b"." + raw_body, signatures):
             raise SignatureMismatch("no Stripe-Signature v1 matches the configured secret")
 
