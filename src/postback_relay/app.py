@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postback_relay import telemetry
-from postback_relay.relay import BadRequest, PayloadTooLarge, RelayError
+from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError
 from postback_relay.routing import APPLICATION_JSON, Response, Router
 from postback_relay.runtime import get_runtime, load_settings
 from postback_relay.sources import POSTBACK_SOURCE, SOURCES
@@ -41,31 +41,19 @@ def webhook(source_name: str) -> Response[str]:
     if source is None:
         telemetry.publish(telemetry.refusal_metrics(telemetry.UNKNOWN_SOURCE, "unknown_source"))
         return _json(404, {"error": "unknown_source", "message": f"no webhook source named {source_name!r}"})
-    logger.append_keys(source=source.name)
-    app.append_context(source=source.name)  # read by relay_error
+    _serving(source.name)
     body = _raw_body(get_runtime().settings.max_body_bytes)
     outcome = get_runtime().relay.handle(source, body, app.current_event.headers)
-    telemetry.publish(telemetry.webhook_metrics(source.name, outcome))
-    _annotate_trace(source.name, outcome.status, outcome.event_id, outcome.conversion_id)
-    if outcome.conversion_id:
-        logger.append_keys(conversion_id=outcome.conversion_id)
-    logger.info("webhook handled", extra={"status": outcome.status, "http_status": outcome.http_status})
-    return _json(outcome.http_status, outcome.body)
+    return _answer(source.name, outcome, "webhook handled")
 
 
 @app.get("/postback")
 def postback() -> Response[str]:
     """Trackers' and affiliate networks' S2S postback: a GET whose query string is the conversion."""
-    logger.append_keys(source=POSTBACK_SOURCE.name)
-    app.append_context(source=POSTBACK_SOURCE.name)  # read by relay_error
+    _serving(POSTBACK_SOURCE.name)
     event = app.current_event
     outcome = get_runtime().relay.handle_query(POSTBACK_SOURCE, event.raw_query_string or "", event.headers)
-    telemetry.publish(telemetry.webhook_metrics(POSTBACK_SOURCE.name, outcome))
-    _annotate_trace(POSTBACK_SOURCE.name, outcome.status, outcome.event_id, outcome.conversion_id)
-    if outcome.conversion_id:
-        logger.append_keys(conversion_id=outcome.conversion_id)
-    logger.info("postback handled", extra={"status": outcome.status, "http_status": outcome.http_status})
-    return _json(outcome.http_status, outcome.body)
+    return _answer(POSTBACK_SOURCE.name, outcome, "postback handled")
 
 
 @app.exception_handler(RelayError)
@@ -85,6 +73,22 @@ def relay_error(error: RelayError) -> Response[str]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway HTTP API entry point."""
     return app.resolve(event, context)
+
+
+def _serving(source_name: str) -> None:
+    """Name the source in every log line of this request, and for relay_error should it refuse."""
+    logger.append_keys(source=source_name)
+    app.append_context(source=source_name)
+
+
+def _answer(source_name: str, outcome: Outcome, message: str) -> Response[str]:
+    """A processed request's metrics, trace annotations and summary log line, then its JSON answer."""
+    telemetry.publish(telemetry.webhook_metrics(source_name, outcome))
+    _annotate_trace(source_name, outcome.status, outcome.event_id, outcome.conversion_id)
+    if outcome.conversion_id:
+        logger.append_keys(conversion_id=outcome.conversion_id)
+    logger.info(message, extra={"status": outcome.status, "http_status": outcome.http_status})
+    return _json(outcome.http_status, outcome.body)
 
 
 def _raw_body(limit: int) -> bytes:
