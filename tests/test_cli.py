@@ -572,6 +572,14 @@ class TestVerdicts:
         assert checks.trafficstars_url_check("http://127.0.0.1:8443/api/v1/cpa/action", False).level == "FAIL"
         assert checks.trafficstars_url_check("http://127.0.0.1:8443/api/v1/cpa/action", True).level == "OK"
 
+    def test_a_stack_deployed_before_the_retry_queue_fails_the_queue_check(self) -> None:
+        from postback_relay.deployment import Deployment
+
+        old = Deployment("stack relay-old in us-east-1", None, "us-east-1", "t", "s", "https://x", ("stripe",))
+        [queues] = checks.queue_checks(old)
+        assert queues.level == "FAIL" and "predates the retry queue" in queues.detail
+        assert queues.fix == "deploy this version (sam build && sam deploy)"
+
     def test_subscriptions(self) -> None:
         topic = "arn:aws:sns:us-east-1:123456789012:alarms"
         confirmed = {"SubscriptionArn": f"{topic}:1", "Protocol": "email", "Endpoint": "ops@example.com"}

@@ -117,18 +117,10 @@ def queue_checks(deployment: Deployment) -> list[Check]:
 
     try:
         retry_url, dead_letter_url = deployment.queue_urls()
+    except OperatorError as exc:
+        return [Check("queues", "FAIL", exc.problem, exc.fix)]
     except (ClientError, BotoCoreError) as exc:
         return [Check("queues", "FAIL", f"the local run's queues: {exc}", "start it with `make run`")]
-    if not retry_url or not dead_letter_url:
-        return [
-            Check(
-                "queues",
-                "FAIL",
-                f"{deployment.label} has no RetryQueueUrl/DeadLetterQueueUrl output: it predates the retry queue, "
-                "so a postback TrafficStars did not answer is retried only when the platform redelivers",
-                "deploy this version (sam build && sam deploy)",
-            )
-        ]
     sqs = deployment.client("sqs")
     depths: dict[str, dict[str, int]] = {}
     for name, url in (("retry queue", retry_url), ("dead letters", dead_letter_url)):

@@ -411,11 +411,6 @@ def cmd_replay(args: argparse.Namespace, deployment: Deployment) -> int:
             raise OperatorError(f"--since {args.since!r} is neither a duration nor a date", "use 24h, 7d or 2026-11-20")
         since = iso_timestamp(moment)
     retry_url, dead_letter_url = deployment.queue_urls()
-    if not retry_url:
-        raise OperatorError(
-            f"{deployment.label} has no RetryQueueUrl output: it predates the retry queue",
-            "deploy this version (sam build && sam deploy)",
-        )
     sqs = deployment.client("sqs")
     store = ConversionStore(deployment.client("dynamodb"), deployment.table_name, retention_days=90)  # unused here
     queue = RetryQueue(sqs, retry_url, dead_letter_url)

@@ -55,18 +55,26 @@ class Deployment:
         """A boto3 client of this deployment (moto's endpoint for the local run)."""
         return aws_client(self.session, service, self.endpoint_url)
 
-    def queue_urls(self) -> tuple[str | None, str | None]:
+    def queue_urls(self) -> tuple[str, str]:
         """The retry queue and the dead-letter queue: the stack's outputs, or the local run's (its
-        RETRY_QUEUE_URL and DEAD_LETTER_QUEUE_URL when set, else found by the names `make run` gives them)."""
-        if not self.local or self.retry_queue_url:
-            return self.retry_queue_url, self.dead_letter_queue_url
-        from postback_relay.local import defaults
+        RETRY_QUEUE_URL and DEAD_LETTER_QUEUE_URL when set, else found by the names `make run` gives them).
+        OperatorError for a stack deployed before the retry queue existed."""
+        if self.local and not self.retry_queue_url:
+            from postback_relay.local import defaults
 
-        sqs = self.client("sqs")
-        return tuple(  # type: ignore[return-value]
-            str(sqs.get_queue_url(QueueName=f"{defaults.QUEUE_PREFIX}-{suffix}")["QueueUrl"])
-            for suffix in ("retry", "dlq")
-        )
+            sqs = self.client("sqs")
+            retry, dead_letter = (
+                str(sqs.get_queue_url(QueueName=f"{defaults.QUEUE_PREFIX}-{suffix}")["QueueUrl"])
+                for suffix in ("retry", "dlq")
+            )
+            return retry, dead_letter
+        if not self.retry_queue_url or not self.dead_letter_queue_url:
+            raise OperatorError(
+                f"{self.label} has no RetryQueueUrl/DeadLetterQueueUrl output: it predates the retry queue, "
+                "so a postback TrafficStars did not answer is retried only when the platform redelivers",
+                "deploy this version (sam build && sam deploy)",
+            )
+        return self.retry_queue_url, self.dead_letter_queue_url
 
     def secrets(self) -> RelaySecrets:
         """The relay's secret, read now (never cached, never printed)."""
