@@ -150,6 +150,19 @@ class Aws:
             )
         ]
 
+    def drain(self, rounds: int = 20) -> int:
+        """Run the retry worker over the retry queue until it is empty (at most ``rounds`` batches, since a
+        TrafficStars still down re-queues); how many messages it took."""
+        from postback_relay.local.worker import drain_once
+
+        total = 0
+        for _ in range(rounds):
+            received = drain_once(self.sqs, self.retry_url)
+            total += received
+            if not received:
+                break
+        return total
+
     def calls(self, target: str) -> int:
         """How many requests moto received for an API action, e.g. 'secretsmanager.GetSecretValue'."""
         return sum(1 for call in self.server.calls if call.lower().endswith(target.lower()))

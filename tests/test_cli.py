@@ -24,7 +24,6 @@ from postback_relay.local.front import LocalApi
 from postback_relay.local.resources import create_table, put_secret
 from postback_relay.local.sandbox import TrafficStarsSandbox
 from postback_relay.local.template import http_routes, load_template
-from postback_relay.local.worker import drain_once
 from postback_relay.queue import RetryQueue
 from postback_relay.runtime import reset_runtime
 from tests.conftest import TEST_KEY, TEST_STRIPE_SECRET, Aws
@@ -408,18 +407,13 @@ def failed(
     sandbox.state.fault = lambda r: (503, "")
     ids = [invoke.stripe(purchase(f"pi_replay_{n}"), TEST_STRIPE_SECRET).body["conversion_id"] for n in range(2)]
     time.sleep(1.1)
-    drain(aws)
+    aws.drain()
     assert [(local_run.record(pk) or {}).get("status") for pk in ids] == ["failed", "failed"]
     sandbox.state.fault = None
     sandbox.state.received.clear()
     fast_retries.setenv("RETRY_WINDOW_SECONDS", "259200")
     reset_runtime()
     return ids
-
-
-def drain(aws: Aws) -> None:
-    while drain_once(aws.sqs, aws.retry_url):
-        pass
 
 
 class TestReplay:
@@ -438,7 +432,7 @@ class TestReplay:
             line = next(line for line in result.out.splitlines() if pk in line)
             assert f"/{CLICK_ID}?" in line and line.endswith("key=***")
         assert "examined 2" in result.err  # progress
-        drain(aws)
+        aws.drain()
         assert sandbox.state.received == []
         assert [(local_run.record(pk) or {}).get("status") for pk in failed] == ["failed", "failed"]
         assert len(aws.queued(aws.dead_letter_url)) == 2
@@ -453,14 +447,14 @@ class TestReplay:
     ) -> None:
         first = run(capsys, "replay", "dlq", "--local", "--json")
         assert first.code == 0 and sorted(first.json()["queued"]) == sorted(failed)
-        drain(aws)
+        aws.drain()
         assert [(local_run.record(pk) or {}).get("status") for pk in failed] == ["sent", "sent"]
         for pk in failed:  # parked again by mistake: a second replay must not send them again
             RetryQueue(aws.sqs, aws.retry_url, aws.dead_letter_url).dead_letter(pk, "again", 1)
         second = run(capsys, "replay", "dlq", "--local")
         assert second.code == 0 and second.out.startswith("re-queued 0 conversion(s)")
         assert f"  {failed[0]}  status is sent" in second.out
-        drain(aws)
+        aws.drain()
         assert len(sandbox.state.accepted()) == 2
 
     def test_records_are_chosen_by_status_since_and_click_id(
@@ -478,7 +472,7 @@ class TestReplay:
         )
         assert chosen.code == 0 and "re-queued 2 conversion(s)" in chosen.out
         assert "the retry worker sends them" in chosen.out
-        drain(aws)
+        aws.drain()
         assert sorted(r.params["lead_code"] for r in sandbox.state.accepted()) == sorted(
             str((local_run.record(pk) or {})["lead_code"]) for pk in failed
         )

@@ -8,7 +8,6 @@ import time
 import pytest
 
 from postback_relay.local.sandbox import TrafficStarsSandbox
-from postback_relay.local.worker import drain_once
 from postback_relay.queue import RetryQueue
 from postback_relay.replay import main, redrive_dead_letters, replay_records
 from postback_relay.runtime import reset_runtime
@@ -28,8 +27,7 @@ def failed(invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox:
         body = stripe_event("checkout.session.completed", checkout_session(payment_intent=f"pi_{n}"))
         ids.append(invoke.stripe(body, TEST_STRIPE_SECRET).body["conversion_id"])
     time.sleep(1.1)
-    while drain_once(aws.sqs, aws.retry_url):
-        pass
+    aws.drain()
     assert all(aws.record(i)["status"] == "failed" for i in ids)  # type: ignore[index]
     sandbox.state.fault = None
     sandbox.state.received.clear()
@@ -42,11 +40,6 @@ def tools(aws: Aws) -> tuple[ConversionStore, RetryQueue]:
     return ConversionStore(aws.dynamodb, aws.table_name, 90), RetryQueue(aws.sqs, aws.retry_url, aws.dead_letter_url)
 
 
-def drain(aws: Aws) -> None:
-    while drain_once(aws.sqs, aws.retry_url):
-        pass
-
-
 def test_redriving_the_dead_letter_queue_twice_sends_each_conversion_once(
     failed: list[str], aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
@@ -57,11 +50,11 @@ def test_redriving_the_dead_letter_queue_twice_sends_each_conversion_once(
     assert sorted(set(first.queued)) == sorted(failed)
     second = redrive_dead_letters(aws.sqs, store, queue)
     assert second.queued == []
-    drain(aws)
+    aws.drain()
     for conversion_id in failed:
         queue.dead_letter(conversion_id, "third time", 1)
     third = redrive_dead_letters(aws.sqs, store, queue)
-    drain(aws)
+    aws.drain()
     assert third.queued == [] and set(third.skipped.values()) == {"status is sent"}
     lead_codes = [r.params["lead_code"] for r in sandbox.state.accepted()]
     assert len(lead_codes) == len(set(lead_codes)) == 3
@@ -72,7 +65,7 @@ def test_a_dry_run_changes_nothing(failed: list[str], aws: Aws, sandbox: Traffic
     report = redrive_dead_letters(aws.sqs, store, queue, dry_run=True)
     assert sorted(report.queued) == sorted(failed)
     assert all(aws.record(i)["status"] == "failed" for i in failed)  # type: ignore[index]
-    drain(aws)
+    aws.drain()
     assert sandbox.state.received == []
 
 
@@ -83,7 +76,7 @@ def test_records_selected_by_status_and_click_id_are_replayed_once(
     report = replay_records(store, queue, ["failed"])
     assert sorted(report.queued) == sorted(failed)
     again = replay_records(store, queue, ["failed", "retry_pending"])
-    drain(aws)
+    aws.drain()
     assert len(sandbox.state.accepted()) == 3
     assert replay_records(store, queue, ["failed"]).queued == []
     assert len(again.queued) <= 3

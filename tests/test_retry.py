@@ -8,7 +8,7 @@ import time
 import pytest
 
 from postback_relay.local.sandbox import TrafficStarsSandbox
-from postback_relay.local.worker import drain_once, sqs_event, sweep_once
+from postback_relay.local.worker import sqs_event, sweep_once
 from postback_relay.runtime import get_runtime, reset_runtime
 from postback_relay.store import ConversionStore
 from tests.conftest import TEST_KEY, TEST_STRIPE_SECRET, Aws
@@ -21,26 +21,16 @@ def purchase(pi: str = "pi_test_0001") -> bytes:
     return stripe_event("checkout.session.completed", checkout_session(payment_intent=pi))
 
 
-def drain(aws: Aws, rounds: int = 20) -> int:
-    total = 0
-    for _ in range(rounds):
-        received = drain_once(aws.sqs, aws.retry_url)
-        total += received
-        if not received:
-            break
-    return total
-
-
 def test_the_worker_delivers_a_queued_conversion_after_recovery_with_the_same_lead_code(
     invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
     sandbox.state.fault = lambda r: (503, "")
     assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).body["status"] == "retry_pending"
-    drain(aws, rounds=3)  # still down: the worker reschedules it
+    aws.drain(rounds=3)  # still down: the worker reschedules it
     record = aws.record(PURCHASE)
     assert record is not None and record["status"] == "retry_pending" and record["attempts"] >= 2
     sandbox.state.fault = None
-    drain(aws)
+    aws.drain()
     record = aws.record(PURCHASE)
     assert record is not None and record["status"] == "sent" and "due_at" not in record
     assert len(sandbox.state.accepted()) == 1
@@ -82,7 +72,7 @@ def test_a_rejection_during_a_retry_is_final(
     sandbox.state.fault = lambda r: (503, "")
     invoke.stripe(purchase(), TEST_STRIPE_SECRET)
     sandbox.state.fault = lambda r: (400, json.dumps({"error": {"msg": "invalid code"}}))
-    drain(aws)
+    aws.drain()
     record = aws.record(PURCHASE)
     assert record is not None and (record["status"], record["trafficstars_answer"]) == ("rejected", "invalid code")
     assert aws.queued() == []
@@ -96,7 +86,7 @@ def test_an_exhausted_window_marks_failed_with_the_last_answer_and_dead_letters_
     sandbox.state.fault = lambda r: (502, "<h1>Bad gateway</h1>")
     invoke.stripe(purchase(), TEST_STRIPE_SECRET)
     time.sleep(1.1)
-    drain(aws)
+    aws.drain()
     record = aws.record(PURCHASE)
     assert record is not None and record["status"] == "failed"
     assert record["trafficstars_answer"] == "HTTP 502: <h1>Bad gateway</h1>" and "due_at" not in record
@@ -111,9 +101,9 @@ def test_the_sweep_requeues_a_conversion_whose_message_was_lost(
     invoke.stripe(purchase(), TEST_STRIPE_SECRET)
     aws.sqs.purge_queue(QueueUrl=aws.retry_url)  # the message is lost
     sandbox.state.fault = None
-    assert drain(aws) == 0
+    assert aws.drain() == 0
     assert sweep_once() == 1
-    drain(aws)
+    aws.drain()
     record = aws.record(PURCHASE)
     assert record is not None and record["status"] == "sent"
     assert sweep_once() == 0  # nothing left in flight or waiting
@@ -132,7 +122,7 @@ def test_a_worker_killed_between_claim_and_send_is_sent_once_after_its_lease(
     assert sweep_once() == 0  # the lease still holds
     time.sleep(max(0.0, lease_until - time.time()) + 0.1)
     assert sweep_once() == 1
-    drain(aws)
+    aws.drain()
     assert len(sandbox.state.accepted()) == 1
     record = aws.record(PURCHASE)
     assert record is not None and record["status"] == "sent"
@@ -164,7 +154,7 @@ def test_the_worker_and_a_redelivery_never_both_send(
     invoke.stripe(purchase(), TEST_STRIPE_SECRET)
     sandbox.state.fault = None
     assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).body["status"] == "sent"  # the sender's redelivery
-    drain(aws)  # the queued retry finds it sent
+    aws.drain()  # the queued retry finds it sent
     assert len(sandbox.state.accepted()) == 1
 
 
