@@ -193,6 +193,7 @@ def aws(moto_server: SerializedMotoServer, monkeypatch: pytest.MonkeyPatch) -> I
         {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET, **TEST_SOURCE_SECRETS},
     )
     moto_server.calls.clear()
+    moto_server.requests.clear()
     yield Aws(
         moto_server,
         dynamodb,

@@ -89,7 +89,7 @@ def test_a_duplicate_of_a_finished_conversion_does_not_put_it_back_in_the_due_in
     store: ConversionStore, aws: Aws
 ) -> None:
     claim = claimed(create(store))
-    assert store.finish(PK, claim, Status.SENT, {"sent_at": "now"}, [{"n": 1}])
+    assert store.finish(PK, claim, Status.SENT, {"sent_at": "now"}, [{"n": 1}]).done
     store.note_delivery(PK, "evt_2", "invoice.paid")
     record = sound(aws)
     assert record["status"] == "sent" and "due_at" not in record and "due_shard" not in record
@@ -114,7 +114,7 @@ def test_a_live_lease_cannot_be_claimed_an_expired_one_can(store: ConversionStor
 def test_retry_pending_is_claimable_once_and_only_when_due(store: ConversionStore, clock: Clock, aws: Aws) -> None:
     first = claimed(create(store))
     due = clock.now + 60
-    assert store.finish(PK, first, Status.RETRY_PENDING, {"trafficstars_answer": "HTTP 503"}, [{"n": 1}], due)
+    assert store.finish(PK, first, Status.RETRY_PENDING, {"trafficstars_answer": "HTTP 503"}, [{"n": 1}], due).done
     assert "lease_token" not in sound(aws) and sound(aws)["due_at"] == due
     assert not isinstance(store.claim(PK, 30), Claim)  # not yet due
     clock.now = due
@@ -128,8 +128,8 @@ def test_an_outcome_is_written_only_under_the_claim_that_holds_the_lease(
     stale = claimed(create(store))
     clock.now += 31
     fresh = claimed(store.claim(PK, 30))
-    assert not store.finish(PK, stale, Status.SENT, {}, [{"n": 1}])
-    assert store.finish(PK, fresh, Status.SENT, {"sent_at": "now"}, [{"n": 2, "ms": 1.5}])
+    assert not store.finish(PK, stale, Status.SENT, {}, [{"n": 1}]).done
+    assert store.finish(PK, fresh, Status.SENT, {"sent_at": "now"}, [{"n": 2, "ms": 1.5}]).done
     record = sound(aws)
     assert record["status"] == "sent" and "lease_token" not in record and "due_at" not in record
     assert [entry["n"] for entry in record["attempt_log"]] == [2]
@@ -159,7 +159,7 @@ def test_a_refund_during_a_send_wins_over_the_sends_outcome_which_is_still_logge
     claim = claimed(create(store))
     store.mark_reversal((PK,), "refunded", "evt_r", {})
     assert "lease_token" not in sound(aws) and "due_at" not in sound(aws)
-    assert not store.finish(PK, claim, Status.RETRY_PENDING, {}, [{"outcome": "retryable"}], clock.now + 5)
+    assert not store.finish(PK, claim, Status.RETRY_PENDING, {}, [{"outcome": "retryable"}], clock.now + 5).done
     record = sound(aws)
     assert record["status"] == "refunded" and record["status_before_reversal"] == "retry_pending"
     assert [entry["outcome"] for entry in record["attempt_log"]] == ["retryable"]

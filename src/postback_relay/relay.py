@@ -302,13 +302,16 @@ class Relay:
                 pk, claim, status, {k: v for k, v in fields.items() if v is not None}, attempts, due_at
             )
         except StoreUnavailable as exc:
-            recorded = False
+            recorded = None
             logger.error("outcome not recorded", extra={"conversion_id": pk, "status": status, "error": str(exc)})
-        if not recorded:
-            # Reversed meanwhile (the attempt is logged on the reversed record), or the lease was lost: the
-            # sweep finds a record still in flight, and its next attempt reuses the lead_code.
+        queued = False
+        if recorded is not None and recorded.done:
+            queued = status is Status.RETRY_PENDING and self._schedule(pk, due_at, now)
+        elif recorded is not None and recorded.record is not None:
+            # Reversed meanwhile (the attempt is logged on the reversed record) or taken over by another
+            # sender after the lease ran out: the record says what it is now.
             logger.warning("outcome not recorded under the claim", extra={"conversion_id": pk, "status": status})
-        queued = recorded and status is Status.RETRY_PENDING and self._schedule(pk, due_at, now)
+            status = recorded.record.status
         log = logger.warning if status is not Status.SENT else logger.info
         log(
             "postback " + status,
@@ -321,11 +324,12 @@ class Relay:
         body: dict[str, Any] = {"status": str(status), "conversion_id": pk}
         if status in (Status.REJECTED, Status.FAILED):
             body["reason"] = final.message
-        # A conversion waiting for a retry is durable and queued: the sender need not retry. Without a queue
-        # (or if SQS refused the message) 503 makes the sender redeliver; the sweep finds it either way.
-        http_status = 503 if status is Status.RETRY_PENDING and not queued else 200
+        # A conversion waiting for a retry is durable and queued: the sender need not retry. Without a queue,
+        # if SQS refused the message, or if the outcome could not be written, 503 makes the sender redeliver
+        # (a duplicate, only noted): the due index holds the record for the sweep either way.
+        unsettled = recorded is None or (status is Status.RETRY_PENDING and not queued)
         sent_value = postback.value if status is Status.SENT else None
-        return Outcome(http_status, str(status), body, pk, answers, sent_value, attempt=record.attempts)
+        return Outcome(503 if unsettled else 200, str(status), body, pk, answers, sent_value, attempt=record.attempts)
 
     def _outcome(
         self, pk: str, attempts: int, first_attempt_at: float, now: float, final: Answer

@@ -142,20 +142,19 @@ class ConversionStore:
         fields: Mapping[str, Any],
         attempts: list[dict[str, Any]],
         due_at: float | None = None,
-    ) -> bool:
+    ) -> Applied:
         """Write an attempt's outcome under the claim: sent, rejected or failed (leaving the due index), or
-        retry_pending due at ``due_at``. False when the claim no longer holds: another sender took the lease,
-        or the purchase was reversed meanwhile, in which case the attempt is still logged on the reversed
-        record and ``status_before_reversal`` says what became of the send."""
+        retry_pending due at ``due_at``. Not done when the claim no longer holds: another sender took the
+        lease, or the purchase was reversed meanwhile, in which case the attempt is still logged on the
+        reversed record and ``status_before_reversal`` says what became of the send. The record as it is."""
         now = self._clock()
         transition = RETRY if status is Status.RETRY_PENDING else FINISH
         step = Step(now, target=status, fields=fields, token=claim.token, due_at=due_at, attempts=tuple(attempts))
         applied = self.apply(transition, pk, step)
-        if applied.done:
-            return True
-        if applied.record is not None and applied.record.status_before_reversal == Status.SENDING:
-            self.apply(LATE_OUTCOME, pk, step._replace(due_at=None))
-        return False
+        if not applied.done and applied.record is not None and applied.record.status_before_reversal == "sending":
+            late = self.apply(LATE_OUTCOME, pk, step)
+            return Applied(False, late.record)
+        return applied
 
     def mark_reversal(self, pks: tuple[str, ...], kind: str, event_id: str, fields: Mapping[str, Any]) -> str | None:
         """Mark the first existing record among ``pks`` as refunded/charged back/cancelled; returns its key or
