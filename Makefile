@@ -13,7 +13,7 @@ EVENT ?= events/stripe/checkout.session.completed.json
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run send events test lint template unit bench build deploy clean
+.PHONY: help run send events test lint template unit soak bench build deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -56,6 +56,10 @@ template: $(TOOLS_VENV)/.installed ## cfn-lint, sam validate --lint and (where p
 
 unit: $(VENV)/.installed ## pytest (unit, integration and local-run tests)
 	$(PY) -m pytest
+
+soak: $(VENV)/.installed ## the long proof: MODEL_EXAMPLES (500) generated lifecycles, FAULT_FINISHED (10000) redeliveries
+	MODEL_EXAMPLES=$${MODEL_EXAMPLES:-500} FAULT_FINISHED=$${FAULT_FINISHED:-10000} \
+	  $(PY) -m pytest -q tests/test_lifecycle_model.py tests/test_lifecycle_regressions.py
 
 bench: $(VENV)/.installed ## the benchmark: cold start, warm time, AWS calls, memory and cost against their floors
 	$(PY) -m bench $(BENCH_ARGS)

@@ -275,6 +275,15 @@ class TestStatus:
 
 
 class TestRecent:
+    @pytest.mark.parametrize("status", ["cancelled", "charged_back", "refunded", "retry_pending", "failed"])
+    def test_every_status_a_record_can_have_is_a_filter(
+        self, local_run: LocalRun, capsys: pytest.CaptureFixture[str], status: str
+    ) -> None:
+        local_run.put_item(pk="woocommerce#1:wc_order_k", status=status, received_at="2099-01-01T00:00:00.000+00:00")
+        result = run(capsys, "recent", "--local", "--status", status, "--since", "2098-12-31", "--json")
+        assert result.code == 0, result.err
+        assert [c["status"] for c in result.json()["conversions"]] == [status]
+
     def test_a_table_newest_first_with_filters(
         self,
         local_run: LocalRun,

@@ -410,6 +410,13 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
             self._work(self.sqs.receive_message(RETRY_URL)["Messages"])
 
         @precondition(lambda self: bool(self.sqs.queues[RETRY_URL]))
+        @rule()
+        def time_passes_until_the_next_message_is_visible(self) -> None:
+            """The common case: nothing happens until SQS hands the worker its next message."""
+            self.clock.now = max(self.clock.now, min(m.visible_at for m in self.sqs.queues[RETRY_URL]))
+            self.retry_worker_takes_what_is_visible()
+
+        @precondition(lambda self: bool(self.sqs.queues[RETRY_URL]))
         @rule(data=st.data())
         def a_message_arrives_early(self, data: st.DataObject) -> None:
             message = data.draw(st.sampled_from(self.sqs.queues[RETRY_URL]))
