@@ -64,10 +64,66 @@ class TestRedeliveries:
         aws.drain()
         stranded = aws.record("stripe#pi_stranded")
         FAULT_FIGURES.append(
-            f"7. {count} finished conversions each redelivered, then one stranded: the next sweep queued {swept}, "
+            f"10. {count} finished conversions each redelivered, then one stranded: the next sweep queued {swept}, "
             f"the stranded one ended {stranded['status'] if stranded else None}"
         )
         assert swept == 1 and stranded is not None and stranded["status"] == "sent"
+
+
+class TestLostAnswers:
+    """DynamoDB applied a write and its answer was lost: botocore retries it, the retry's condition refuses
+    it, and the refusal returns the record the first attempt wrote. The store knows its own lease token."""
+
+    @staticmethod
+    def lose_the_first(operation: str) -> Any:
+        lost: list[str] = []
+
+        def lose(environ: dict[str, Any]) -> bool:
+            if operation in environ.get("HTTP_X_AMZ_TARGET", "") and not lost:
+                lost.append(operation)
+                return True
+            return False
+
+        return lose
+
+    def test_a_create_whose_answer_was_lost_is_still_sent_at_once(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        invoke(b"", path="/health", method="GET")
+        aws.server.lose_answer = self.lose_the_first("UpdateItem")
+        reply = invoke.stripe(purchase("pi_lost_answer"), TEST_STRIPE_SECRET)
+        assert (reply.status, reply.body["status"]) == (200, "sent")
+        assert len(sandbox.state.received) == 1
+        assert aws.record("stripe#pi_lost_answer")["deliveries"] == 1  # type: ignore[index]
+
+    def test_a_claim_whose_answer_was_lost_is_still_the_workers(
+        self, invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        sandbox.state.fault = lambda r: (503, "")
+        invoke.stripe(purchase("pi_lost_claim"), TEST_STRIPE_SECRET)
+        sandbox.state.fault = None
+        aws.server.lose_answer = self.lose_the_first("UpdateItem")
+        aws.drain()
+        record = aws.record("stripe#pi_lost_claim")
+        assert record is not None and record["status"] == "sent" and len(sandbox.state.accepted()) == 1
+
+    def test_an_outcome_whose_answer_was_lost_is_known_as_written(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        invoke(b"", path="/health", method="GET")
+        calls: list[str] = []
+
+        def lose_the_second_write(environ: dict[str, Any]) -> bool:
+            if "UpdateItem" in environ.get("HTTP_X_AMZ_TARGET", ""):
+                calls.append("w")
+                return len(calls) == 2  # the create goes through; the outcome's answer is lost
+            return False
+
+        aws.server.lose_answer = lose_the_second_write
+        sandbox.state.fault = lambda r: (503, "")
+        reply = invoke.stripe(purchase("pi_lost_outcome"), TEST_STRIPE_SECRET)
+        assert (reply.status, reply.body["status"]) == (200, "retry_pending")  # recorded and queued
+        assert len(aws.queued()) == 1
 
 
 class TestRefundDuringASend:

@@ -103,7 +103,7 @@ class ConversionStore:
             expires_at=int(now) + self._retention_seconds,
         )
         applied = self.apply(HOLD if held else RECORD, pk, step)
-        if applied.done and not held and applied.record is not None:
+        if not held and applied.record is not None and (applied.done or _ours(applied, token)):
             return Claim(token, now + lease_seconds, applied.record)
         return applied
 
@@ -117,7 +117,9 @@ class ConversionStore:
             now, fields=fields, token=token, lease_until=now + lease_seconds, event_id=event_id, event_type=event_type
         )
         applied = self.apply(UPGRADE, pk, step)
-        return Claim(token, now + lease_seconds, applied.record) if applied.done and applied.record else None
+        if applied.record is not None and (applied.done or _ours(applied, token)):
+            return Claim(token, now + lease_seconds, applied.record)
+        return None
 
     def note_delivery(self, pk: str, event_id: str, event_type: str) -> ConversionRecord | None:
         """Note a duplicate delivery (its event id and type, one more delivery) and nothing else."""
@@ -130,7 +132,7 @@ class ConversionStore:
         now = self._clock()
         token = uuid.uuid4().hex
         applied = self.apply(CLAIM, pk, Step(now, token=token, lease_until=now + lease_seconds))
-        if applied.done and applied.record is not None:
+        if applied.record is not None and (applied.done or _ours(applied, token)):
             return Claim(token, now + lease_seconds, applied.record)
         return applied
 
@@ -151,7 +153,10 @@ class ConversionStore:
         transition = RETRY if status is Status.RETRY_PENDING else FINISH
         step = Step(now, target=status, fields=fields, token=claim.token, due_at=due_at, attempts=tuple(attempts))
         applied = self.apply(transition, pk, step)
-        if not applied.done and applied.record is not None and applied.record.status_before_reversal == "sending":
+        record = applied.record
+        if not applied.done and record is not None and attempts and _logged(record, attempts):
+            return Applied(True, record)  # our own write, retried by botocore after its answer was lost
+        if not applied.done and record is not None and record.status_before_reversal == "sending":
             late = self.apply(LATE_OUTCOME, pk, step)
             return Applied(False, late.record)
         return applied
@@ -266,6 +271,19 @@ class ConversionStore:
             raise StoreUnavailable(f"DynamoDB get_item failed: {_error_code(exc)}") from None
         item = response.get("Item")
         return _from_item(item) if item else None
+
+
+def _ours(applied: Applied, token: str) -> bool:
+    """A refused write that had in fact been applied: botocore retries a request whose answer was lost (a
+    timeout, a 500), and the retry meets the record the first attempt wrote, lease token and all."""
+    return not applied.done and applied.record is not None and applied.record.lease_token == token
+
+
+def _logged(record: ConversionRecord, attempts: list[dict[str, Any]]) -> bool:
+    """The record's attempt log ends with these attempts (by time and outcome: the stored numbers are
+    Decimals), so the write that appended them was ours."""
+    logged = [(str(e.get("at")), str(e.get("outcome"))) for e in record.attempt_log[-len(attempts) :]]
+    return logged == [(str(e.get("at")), str(e.get("outcome"))) for e in attempts]
 
 
 def _storable(value: Any) -> Any:

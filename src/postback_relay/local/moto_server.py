@@ -23,6 +23,8 @@ class SerializedMotoServer:
         self._app = DomainDispatcherApplication(create_backend_app)
         self._lock = threading.Lock()
         self.fault: Callable[[dict[str, Any]], bool] | None = None
+        # Chosen requests are applied and then answered 500, as when an answer is lost on the way back.
+        self.lose_answer: Callable[[dict[str, Any]], bool] | None = None
         self.calls: list[str] = []
         # (target, the resource the request names: its QueueUrl, TableName[/index/IndexName] or SecretId)
         self.requests: list[tuple[str, str]] = []
@@ -45,6 +47,17 @@ class SerializedMotoServer:
                 [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))],
             )
             return [body]
+        if self.lose_answer is not None and target and self.lose_answer(environ):
+            with self._lock:  # applied, then answered 500 as if the answer never arrived: the client retries
+                self.calls.append(target)
+                self.requests.append((target, _resource(body)))
+                b"".join(self._app(environ, lambda *args, **kwargs: None))
+            body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"answer lost"}'
+            start_response(
+                "500 Internal Server Error",
+                [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
         with self._lock:
             if target:
                 self.calls.append(target)
@@ -62,6 +75,7 @@ class SerializedMotoServer:
         self.calls.clear()
         self.requests.clear()
         self.fault = None
+        self.lose_answer = None
 
     def stop(self) -> None:
         """Stop serving."""
