@@ -207,7 +207,6 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
         def __init__(self) -> None:
             super().__init__()
             moto_server.reset()
-            moto_server.fault = None
             sandbox.state.reset()
             self.clock = Clock()
             self.sqs = ModelSqs(self.clock)
@@ -396,6 +395,19 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
                 self.problems.append(f"a DynamoDB outage was answered {status} {answer}")
             self._after_conversion(purchase, status, answer, None)
 
+        @rule()
+        def dynamodb_loses_its_next_answer(self) -> None:
+            """The next UpdateItem is applied and answered 500: botocore retries it into its own condition."""
+            spent: list[bool] = []
+
+            def once(environ: dict[str, Any]) -> bool:
+                if spent or "UpdateItem" not in environ.get("HTTP_X_AMZ_TARGET", ""):
+                    return False
+                spent.append(True)
+                return True
+
+            moto_server.lose_answer = once
+
         @rule(down=st.booleans())
         def sqs_outage(self, down: bool) -> None:
             self.sqs.down = down
@@ -544,6 +556,7 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
                 self.no_get_after_a_recorded_reversal()
             finally:
                 sandbox.state.fault = None
+                moto_server.lose_answer = None
                 reset_runtime()
 
     examples = int(os.environ.get("MODEL_EXAMPLES", "20"))
