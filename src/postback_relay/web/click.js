@@ -12,7 +12,7 @@ fromUrl = (u, names = (c.param || K).split(",")) => {
 cookieDomains = h => {
  const l = h.split("."), n = l.length, out = [];
  if (!/[:[]|^[\d.]+$|(^|\.)localhost$/.test(h))
-  for (let k = n > 2 && l[n - 1].length == 2 && SLD.test(l[n - 2]) ? 3 : 2; k <= n; k++) out.push(l.slice(-k).join("."));
+  for (let k = l[n - 1].length == 2 && SLD.test(l[n - 2]) ? 3 : 2; k <= n; k++) out.push(l.slice(-k).join("."));
  return out;
 },
 cookie = () => (d.cookie.match(`(?:^|; )${N}=([^;]*)`) || [])[1],
