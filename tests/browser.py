@@ -107,7 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: bytes = b"") -> str:
         with self.server.state.lock:
-            self.server.state.seen.append(Seen(self.command, self.headers.get("Host", "").split(":")[0], self.path, body))
+            self.server.state.seen.append(
+                Seen(self.command, self.headers.get("Host", "").split(":")[0], self.path, body)
+            )
         return urlsplit(self.path).path
 
     def do_GET(self) -> None:
@@ -182,7 +184,9 @@ class Site:
 
 def chromium_flags(certificate: SiteCertificate) -> list[str]:
     """Headless, and quiet: nothing Chromium would fetch for itself, and only the site's names resolve."""
-    rules = ", ".join([*(f"MAP {name} 127.0.0.1" for name in SITE_NAMES), "MAP * ~NOTFOUND", "EXCLUDE localhost", "EXCLUDE 127.0.0.1"])
+    rules = ", ".join(
+        [*(f"MAP {name} 127.0.0.1" for name in SITE_NAMES), "MAP * ~NOTFOUND", "EXCLUDE localhost", "EXCLUDE 127.0.0.1"]
+    )
     return [
         "--headless=new",
         "--no-sandbox",  # root in CI: Chromium refuses its sandbox there

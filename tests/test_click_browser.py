@@ -14,7 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from postback_relay.local.sandbox import TrafficStarsSandbox
 from tests.browser import SKIP_REASON, Browser, Site, SiteCertificate, chromium, make_site_certificate, page
+from tests.conftest import TEST_STRIPE_SECRET, Aws
+from tests.helpers import Invoker, checkout_session, stripe_event
 
 pytestmark = pytest.mark.skipif(chromium() is None, reason=SKIP_REASON)
 
@@ -28,7 +31,8 @@ CHECKOUT_BODY = """
 <a id="payment-link" href="https://buy.stripe.com/test_8wM6pQ?prefilled_email=jenny%40example.com">Pay</a>
 <a id="payment-link-own-reference" href="https://buy.stripe.com/test_8wM6pQ?client_reference_id=order_42">Pay</a>
 <stripe-buy-button id="buy-button" buy-button-id="buy_btn_1Q" publishable-key="pk_test_x"></stripe-buy-button>
-<stripe-pricing-table id="pricing-table" pricing-table-id="prctbl_1Q" publishable-key="pk_test_x"></stripe-pricing-table>
+<stripe-pricing-table id="pricing-table" pricing-table-id="prctbl_1Q" publishable-key="pk_test_x">
+</stripe-pricing-table>
 <a id="paddle" href="#" class="paddle_button" data-items='[{"priceId":"pri_01h","quantity":1}]'
    data-custom-data='{"plan":"pro"}'>Buy with Paddle</a>
 <a id="lemon" href="https://demo.lemonsqueezy.com/checkout/buy/9f1c2a3b?embed=1" class="lemonsqueezy-button">Buy</a>
@@ -37,6 +41,7 @@ CHECKOUT_BODY = """
 <a id="ccbill" href="https://api.ccbill.com/wap-frontflex/flexforms/4319ea1d?clientSubacc=0000">Join</a>
 <a id="custom-domain" href="https://pay.shop.test/b/8wM6pQ" data-click-param="client_reference_id">Pay</a>
 <a id="unrelated" href="https://elsewhere.example/offer?a=1">Elsewhere</a>
+<a id="lemon-account" href="https://app.lemonsqueezy.com/my-orders">Your orders</a>
 """
 # Stripe's buy-button.js defines <stripe-buy-button> and reads its attributes when the element is connected.
 # This stand-in does the same and records what it read, so a test sees what the real component would render.
@@ -49,20 +54,20 @@ customElements.define("stripe-buy-button", class extends HTMLElement {
 
 
 @pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> SiteCertificate:
+def site_certificate(tmp_path_factory: pytest.TempPathFactory) -> SiteCertificate:
     return make_site_certificate(tmp_path_factory.mktemp("site-tls"))
 
 
 @pytest.fixture(scope="module")
-def site_server(certificate: SiteCertificate) -> Iterator[Site]:
-    server = Site(certificate).start()
+def site_server(site_certificate: SiteCertificate) -> Iterator[Site]:
+    server = Site(site_certificate).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def chrome(certificate: SiteCertificate) -> Iterator[Browser]:
-    browser = Browser(certificate)
+def chrome(site_certificate: SiteCertificate) -> Iterator[Browser]:
+    browser = Browser(site_certificate)
     yield browser
     browser.quit()
 
@@ -203,9 +208,7 @@ class TestCheckout:
         assert query(href(checkout, "lemon")) == {"embed": ["1"], "checkout[custom][click_id]": [CLICK]}
 
     def test_the_woocommerce_checkout_form_gets_a_hidden_click_id_field(self, checkout: Browser) -> None:
-        fields = checkout.js(
-            "return [...document.getElementById('woo').elements].map(e => [e.name, e.type, e.value])"
-        )
+        fields = checkout.js("return [...document.getElementById('woo').elements].map(e => [e.name, e.type, e.value])")
         assert fields == [["billing_email", "text", ""], ["click_id", "hidden", CLICK]]
 
     def test_a_ccbill_flexform_link_gets_click_id_which_ccbill_posts_back_as_x_click_id(
@@ -218,6 +221,7 @@ class TestCheckout:
 
     def test_links_to_anyone_else_are_untouched(self, checkout: Browser) -> None:
         assert href(checkout, "unrelated") == "https://elsewhere.example/offer?a=1"
+        assert href(checkout, "lemon-account") == "https://app.lemonsqueezy.com/my-orders"  # not a checkout
 
     def test_click_id_hands_the_id_to_server_side_checkout_code(self, checkout: Browser) -> None:
         assert stored(checkout) == CLICK
@@ -234,11 +238,16 @@ class TestCheckout:
         assert query(href(checkout, "unrelated")) == {"client_reference_id": [CLICK]}
 
     def test_no_request_leaves_the_page(self, checkout: Browser, site: Site) -> None:
-        checkout.js("document.body.appendChild(Object.assign(document.createElement('a'), {href: 'https://buy.stripe.com/x'}))")
+        checkout.js(
+            "document.body.appendChild(Object.assign(document.createElement('a'), {href: 'https://buy.stripe.com/x'}))"
+        )
         checkout.until("return document.querySelector('a[href*=\"/x?\"]')")
         requested = list(checkout.requests())
         assert requested, "the DevTools log shows the pages' own requests"
-        assert {urlsplit(url).netloc for url in requested} <= {f"www.shop.test:{site.port}", f"pay.shop.test:{site.port}"}
+        assert {urlsplit(url).netloc for url in requested} <= {
+            f"www.shop.test:{site.port}",
+            f"pay.shop.test:{site.port}",
+        }
         assert sorted((s.host, s.path) for s in site.seen() if s.path.startswith("/click.js")) == [
             ("pay.shop.test", "/click.js"),
             ("www.shop.test", "/click.js"),
@@ -283,7 +292,10 @@ class TestLaterVisits:
 class TestConsent:
     @pytest.fixture
     def gated(self, site: Site) -> Site:
-        site.page(LANDING, page('<a id="payment-link" href="https://buy.stripe.com/t">Pay</a>', attrs='data-consent="required"'))
+        site.page(
+            LANDING,
+            page('<a id="payment-link" href="https://buy.stripe.com/t">Pay</a>', attrs='data-consent="required"'),
+        )
         return site
 
     def test_until_consent_nothing_is_stored_or_decorated(self, chrome: Browser, gated: Site) -> None:
@@ -345,7 +357,9 @@ class TestPureFunctions:
         self, chrome: Browser, site: Site, url: str, names: list[str] | None, expected: str | None
     ) -> None:
         land(chrome, site, "")
-        assert chrome.js("return window.postbackRelay.fromUrl(...arguments)", url, *([names] if names else [])) == expected
+        assert (
+            chrome.js("return window.postbackRelay.fromUrl(...arguments)", url, *([names] if names else [])) == expected
+        )
 
     @pytest.mark.parametrize(
         ("host", "domains"),
@@ -372,6 +386,27 @@ class TestPureFunctions:
     def test_cookie_domains(self, chrome: Browser, site: Site, host: str, domains: list[str]) -> None:
         land(chrome, site, "")
         assert chrome.js("return window.postbackRelay.cookieDomains(arguments[0])", host) == domains
+
+
+class TestEndToEnd:
+    def test_a_payment_link_decorated_in_the_browser_becomes_one_postback_for_that_click(
+        self, chrome: Browser, site: Site, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        land(chrome, site, f"click_id={CLICK}")
+        chrome.open(site.url("pay.shop.test", CHECKOUT))
+        [reference] = query(href(chrome, "payment-link"))["client_reference_id"]
+        # The buyer follows the link; Stripe copies its client_reference_id onto the Checkout Session it creates
+        # (Stripe, "Track a payment link": the client_reference_id URL parameter) and signs the completed event.
+        session = checkout_session(click_id=reference, payment_intent="pi_click_js_e2e", session_id="cs_click_js")
+        body = stripe_event("checkout.session.completed", session)
+        first = invoke.stripe(body, TEST_STRIPE_SECRET)
+        redelivery = invoke.stripe(body, TEST_STRIPE_SECRET)
+        assert (first.status, first.body["status"]) == (200, "sent")
+        assert (redelivery.status, redelivery.body["status"]) == (200, "duplicate")
+        [postback] = sandbox.state.received
+        assert (postback.click_id, postback.key_matched) == (CLICK, True)
+        [record] = aws.items()
+        assert record["click_id"] == CLICK and record["status"] == "sent"
 
 
 def test_the_page_is_served_the_file_in_the_repository(chrome: Browser, site: Site) -> None:

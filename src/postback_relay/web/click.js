@@ -18,7 +18,7 @@ cookieDomains = h => {
 cookie = () => (d.cookie.match(`(?:^|; )${N}=([^;]*)`) || [])[1],
 set = (v, dom, age) => d.cookie = `${N}=${v};Path=/;Max-Age=${age}${dom && ";Domain=" + dom};SameSite=Lax` +
  (L.protocol == "https:" ? ";Secure" : ""),
-local = f => { try { return f(localStorage); } catch (e) {} },
+local = f => { try { return f(localStorage); } catch {} },
 domains = () => cookieDomains(L.hostname).concat(""),
 erase = () => { domains().map(dom => set("", dom, 0)); local(s => s.removeItem(N)); },
 stored = (s = (local(s => s.getItem(N)) || "").split(".")) => valid(cookie()) || (s[1] > Date.now() ? valid(s[0]) : null),
@@ -30,7 +30,7 @@ save = id => {
 },
 clickId = () => ok ? (FIRST ? stored() || page : page || stored()) : null,
 attr = (el, a, v) => v ? el.setAttribute(a, v) : el.getAttribute(a),
-url = el => { try { return new URL(el.href || el.action); } catch (e) {} },
+url = el => { try { return new URL(el.href || el.action); } catch {} },
 field = name => (form, id) => {
  let i = form.querySelector(`input[name="${name}"]`);
  i || ((i = form.appendChild(d.createElement("input"))).type = "hidden", i.name = name);
@@ -39,15 +39,15 @@ field = name => (form, id) => {
 param = name => (el, id, u = url(el)) => el.tagName == "FORM" ? field(name)(el, id) :
  u && !keep(u.searchParams.get(name), id) && (u.searchParams.set(name, id), el.href = u),
 LINKS = [
- [/^buy\.stripe\.com$/, "client_reference_id"],
- [/\.lemonsqueezy\.com$/, `checkout[custom][${K}]`],
- [/^(api|sandbox-api|bill)\.ccbill\.com$/, K]
+ [/^buy\.stripe\.com\//, "client_reference_id"],
+ [/\.lemonsqueezy\.com\/(checkout\/)?buy\//, `checkout[custom][${K}]`],
+ [/^(api|sandbox-api|bill)\.ccbill\.com\//, K]
 ],
 TAGS = [
  ["stripe-buy-button,stripe-pricing-table", (el, id) => keep(attr(el, "client-reference-id"), id) ||
   (attr(el, "client-reference-id", id), customElements.get(el.localName) && el.replaceWith(el.cloneNode(true)))],
  [".paddle_button", (el, id, j) => {
-  try { j = JSON.parse(attr(el, "data-custom-data") || "{}"); } catch (e) { return; }
+  try { j = JSON.parse(attr(el, "data-custom-data") || "{}"); } catch { return; }
   j?.constructor == Object && !keep(j[K], id) && attr(el, "data-custom-data", JSON.stringify({ ...j, [K]: id }));
  }],
  ["form.woocommerce-checkout", field(K)],
@@ -59,7 +59,7 @@ run = () => {
  if (!id) return;
  d.querySelectorAll(SEL).forEach(el => {
   const u = url(el);
-  LINKS.forEach(([h, name]) => u && h.test(u.hostname) && param(name)(el, id));
+  LINKS.forEach(([h, name]) => u && h.test(u.hostname + u.pathname) && param(name)(el, id));
   TAGS.forEach(([sel, f]) => el.matches(sel) && f(el, id));
  });
  (s?.shop || "shopify" in c) && cart != id && fetch((s?.routes?.root || "/") + "cart/update.js", { method: "POST", body: new URLSearchParams({ [`attributes[${K}]`]: cart = id }) })
