@@ -339,6 +339,14 @@ class TestShopify:
 class TestPureFunctions:
     """The parsing and cookie-domain rules, run in the browser's JavaScript engine."""
 
+    @pytest.fixture
+    def engine(self, chrome: Browser, site_server: Site) -> Browser:
+        """A page with click.js loaded, opened once for all these cases (they store nothing)."""
+        if not chrome.js("return location.pathname == '/engine' && !!window.postbackRelay"):
+            site_server.page("/engine", page(""))
+            chrome.open(site_server.url("www.shop.test", "/engine"))
+        return chrome
+
     @pytest.mark.parametrize(
         ("url", "names", "expected"),
         [
@@ -353,12 +361,9 @@ class TestPureFunctions:
             (f"https://shop.test/#click_id={CLICK}", None, None),  # the fragment is not the query
         ],
     )
-    def test_from_url(
-        self, chrome: Browser, site: Site, url: str, names: list[str] | None, expected: str | None
-    ) -> None:
-        land(chrome, site, "")
+    def test_from_url(self, engine: Browser, url: str, names: list[str] | None, expected: str | None) -> None:
         assert (
-            chrome.js("return window.postbackRelay.fromUrl(...arguments)", url, *([names] if names else [])) == expected
+            engine.js("return window.postbackRelay.fromUrl(...arguments)", url, *([names] if names else [])) == expected
         )
 
     @pytest.mark.parametrize(
@@ -383,9 +388,8 @@ class TestPureFunctions:
             ("intranet", []),  # one label: nothing above it
         ],
     )
-    def test_cookie_domains(self, chrome: Browser, site: Site, host: str, domains: list[str]) -> None:
-        land(chrome, site, "")
-        assert chrome.js("return window.postbackRelay.cookieDomains(arguments[0])", host) == domains
+    def test_cookie_domains(self, engine: Browser, host: str, domains: list[str]) -> None:
+        assert engine.js("return window.postbackRelay.cookieDomains(arguments[0])", host) == domains
 
 
 class TestEndToEnd:

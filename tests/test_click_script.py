@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from postback_relay import web
+from postback_relay.local.front import LocalApi
 from postback_relay.local.template import http_routes, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +54,15 @@ class TestServedByTheRelay:
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["ETag"] == f'"{sri(SCRIPT.read_bytes())}"'
 
+    def test_make_run_serves_it_from_the_template_route_too(self, relay_env: pytest.MonkeyPatch) -> None:
+        api = LocalApi(http_routes(load_template())).start()
+        try:
+            response = requests.get(f"{api.base_url}/click.js", timeout=5)
+        finally:
+            api.stop()
+        assert (response.status_code, response.content) == (200, SCRIPT.read_bytes())
+        assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+
     def test_only_get_is_routed(self, relay_env: pytest.MonkeyPatch) -> None:
         assert get("/click.js", "POST")["statusCode"] == 404
 
@@ -69,6 +80,10 @@ class TestTheFile:
         given = set(re.findall(r"sha384-[A-Za-z0-9+/]{64}", readme))
         assert given == {sri(SCRIPT.read_bytes())}, "update the README's integrity= after changing click.js"
         assert web.integrity(web.click_script()) == sri(SCRIPT.read_bytes())
+
+    def test_the_readme_tag_carries_the_files_version_so_a_new_file_gets_a_new_url(self) -> None:
+        [version] = re.findall(r"^/\*! postback-relay click\.js (\d+) ", SCRIPT.read_text(encoding="utf-8"))
+        assert set(re.findall(r"/click\.js\?v=(\d+)", README.read_text(encoding="utf-8"))) == {version}
 
     def test_the_readme_states_the_gzipped_size(self) -> None:
         size = len(gzip.compress(SCRIPT.read_bytes(), compresslevel=9, mtime=0))
