@@ -16,14 +16,13 @@ import pytest
 
 from postback_relay.local.sandbox import TrafficStarsSandbox
 from tests.browser import SKIP_REASON, Browser, Site, SiteCertificate, chromium, make_site_certificate, page
+from tests.click_cases import CLICK, COOKIE_DOMAINS, FROM_URL, NEWER
 from tests.conftest import TEST_STRIPE_SECRET, Aws
 from tests.helpers import Invoker, checkout_session, stripe_event
 
 pytestmark = pytest.mark.skipif(chromium() is None, reason=SKIP_REASON)
 
-CLICK = "c86b8a88b91228911e723b93c65a5900bb49bc99"
 T = TypeVar("T")
-NEWER = "0123456789abcdef0123456789abcdef01234567"
 LANDING, CHECKOUT = "/landing", "/checkout"
 
 # What a merchant's checkout page holds, one element per platform, each as that platform documents it.
@@ -337,7 +336,7 @@ class TestShopify:
 
 
 class TestPureFunctions:
-    """The parsing and cookie-domain rules, run in the browser's JavaScript engine."""
+    """The parsing and cookie-domain rules (tests/click_cases.py), in the browser's JavaScript engine."""
 
     @pytest.fixture
     def engine(self, chrome: Browser, site_server: Site) -> Browser:
@@ -347,47 +346,12 @@ class TestPureFunctions:
             chrome.open(site_server.url("www.shop.test", "/engine"))
         return chrome
 
-    @pytest.mark.parametrize(
-        ("url", "names", "expected"),
-        [
-            (f"https://shop.test/?click_id={CLICK}", None, CLICK),
-            (f"https://shop.test/?click_id={CLICK.upper()}", None, CLICK),
-            (f"https://shop.test/?click_id=+{CLICK}+", None, CLICK),
-            ("https://shop.test/?click_id=", None, None),
-            ("https://shop.test/?click_id={click_id}", None, None),  # the macro TrafficStars did not fill
-            (f"https://shop.test/?clickid={CLICK}", None, None),  # only the configured names
-            (f"https://shop.test/?tp=bad&click_id={CLICK}", ["tp", "click_id"], CLICK),  # first valid one
-            (f"https://shop.test/?tp={NEWER}&click_id={CLICK}", ["tp", "click_id"], NEWER),
-            (f"https://shop.test/#click_id={CLICK}", None, None),  # the fragment is not the query
-        ],
-    )
+    @pytest.mark.parametrize(("url", "names", "expected"), FROM_URL)
     def test_from_url(self, engine: Browser, url: str, names: list[str] | None, expected: str | None) -> None:
-        assert (
-            engine.js("return window.postbackRelay.fromUrl(...arguments)", url, *([names] if names else [])) == expected
-        )
+        call = "return window.postbackRelay.fromUrl(...arguments)"
+        assert engine.js(call, url, *([names] if names else [])) == expected
 
-    @pytest.mark.parametrize(
-        ("host", "domains"),
-        [
-            ("example.com", ["example.com"]),
-            ("www.example.com", ["example.com", "www.example.com"]),
-            ("a.b.example.com", ["example.com", "b.example.com", "a.b.example.com"]),
-            ("www.shop.co.uk", ["shop.co.uk", "www.shop.co.uk"]),
-            ("shop.com.au", ["shop.com.au"]),
-            ("www.shop.co.jp", ["shop.co.jp", "www.shop.co.jp"]),
-            ("co.uk", []),  # a public suffix itself: host-only
-            ("shop.io", ["shop.io"]),
-            ("www.shop.de", ["shop.de", "www.shop.de"]),
-            ("www.company.com.br", ["company.com.br", "www.company.com.br"]),
-            ("localhost", []),
-            ("shop.localhost", []),
-            ("127.0.0.1", []),
-            ("10.0.0.12", []),
-            ("[::1]", []),
-            ("[2001:db8::1]", []),
-            ("intranet", []),  # one label: nothing above it
-        ],
-    )
+    @pytest.mark.parametrize(("host", "domains"), COOKIE_DOMAINS)
     def test_cookie_domains(self, engine: Browser, host: str, domains: list[str]) -> None:
         assert engine.js("return window.postbackRelay.cookieDomains(arguments[0])", host) == domains
 
