@@ -13,7 +13,7 @@ EVENT ?= events/stripe/checkout.session.completed.json
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run send events test lint template unit soak bench build deploy clean
+.PHONY: help run send events test lint template unit browser soak bench build deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -54,8 +54,11 @@ template: $(TOOLS_VENV)/.installed ## cfn-lint, sam validate --lint and (where p
 	  echo "skipping sam build: the runtime's interpreter (python3.12) is not installed here"; \
 	fi
 
-unit: $(VENV)/.installed ## pytest (unit, integration and local-run tests)
+unit: $(VENV)/.installed browser ## pytest (unit, integration, local-run and headless-Chromium tests)
 	$(PY) -m pytest
+
+browser: ## Debian's chromium and chromium-driver for the click.js tests (apt-get, where root); else they skip
+	scripts/install-browser.sh
 
 soak: $(VENV)/.installed ## the long proof: MODEL_EXAMPLES (500) generated lifecycles, FAULT_FINISHED (10000) redeliveries
 	MODEL_EXAMPLES=$${MODEL_EXAMPLES:-500} FAULT_FINISHED=$${FAULT_FINISHED:-10000} \

@@ -34,6 +34,11 @@ def test_the_package_holds_the_relay_and_its_dependencies_but_not_the_local_run(
     assert list(artifact.glob("wrapt/_wrappers.cpython-312-aarch64-linux-gnu.so"))  # wheels for arm64
 
 
+def test_the_package_ships_click_js_for_get_click_js(artifact: Path) -> None:
+    shipped = artifact / "postback_relay" / "web" / "click.js"
+    assert shipped.read_bytes() == (ROOT / "src" / "postback_relay" / "web" / "click.js").read_bytes()
+
+
 def test_every_module_is_compiled_for_the_runtime_as_an_unchecked_hash(artifact: Path) -> None:
     sources = [p for p in artifact.rglob("*.py") if "bin" not in p.relative_to(artifact).parts[:1]]
     assert len(sources) > 100

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postback_relay import telemetry
+from postback_relay import telemetry, web
 from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError, SourceNotConfigured
 from postback_relay.routing import APPLICATION_JSON, Response, Router
 from postback_relay.runtime import get_runtime, load_settings
@@ -32,6 +32,12 @@ load_settings()  # fail at start, naming the setting, rather than on the first w
 def health() -> dict[str, str]:
     """Liveness: answers without touching AWS or TrafficStars."""
     return {"status": "ok"}
+
+
+@app.get("/click.js")
+def click_script() -> Response[str]:
+    """The landing-page script (postback_relay/web/click.js), for merchants who load it from the relay."""
+    return Response(200, body=web.click_script().decode("utf-8"), headers=web.click_script_headers())
 
 
 @app.post("/webhooks/<source_name>")
