@@ -109,6 +109,10 @@ class TestPostbacks:
         event = parse(query(value="12.50", status=status))
         assert isinstance(event, Ignored) and repr(status.lower()) in event.reason
 
+    def test_a_long_unknown_status_is_echoed_shortened(self) -> None:
+        event = parse(query(status="x" * 5000))
+        assert isinstance(event, Ignored) and len(event.reason) < 100 and repr("x" * 50) in event.reason
+
     def test_the_approved_statuses_are_configurable(self) -> None:
         settings = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "POSTBACK_APPROVED_STATUSES": "Lead, ok"})
         assert isinstance(parse(query(status="lead"), settings), Conversion)

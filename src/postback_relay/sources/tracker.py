@@ -54,6 +54,7 @@ TOKEN_HEADER = "x-postback-token"  # noqa: S105
 CLICK_ID_PARAMETERS = ("click_id", "clickid")
 LEAD_CODE = re.compile(r"[!-~]{1,100}")  # printable ASCII without spaces
 MAX_KEPT_CLICK_ID = 64
+MAX_ECHOED_STATUS = 50
 
 
 class TrackerSource:
@@ -86,7 +87,8 @@ class TrackerSource:
         status = params.get("status", "").strip().lower()
         reversal = REVERSAL_STATUSES.get(status)
         if reversal is None and status and status not in settings.postback_approved_statuses:
-            return Ignored("postback", f"status is {status!r}, not an approved conversion")
+            # The sender's own word, shortened: it is echoed in the answer and the log line.
+            return Ignored("postback", f"status is {status[:MAX_ECHOED_STATUS]!r}, not an approved conversion")
         if not raw:
             return Ignored("postback", "the click id is empty: nothing to attribute")
         kind = params.get("kind", "purchase").strip().lower() or "purchase"
