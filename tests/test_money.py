@@ -97,3 +97,25 @@ def test_values_outside_trafficstars_range_are_clamped_or_omitted_and_noted(
 def test_values_are_rendered_with_two_decimals() -> None:
     assert format_value(Decimal("49")) == "49.00"
     assert format_value(Decimal("2.105")) == "2.11"
+
+
+def test_the_operators_rate_comes_before_the_platforms_own_conversion() -> None:
+    eur = Money(Decimal("10.00"), "EUR")
+    decision = decide_value(eur, ValuePolicy(), "USD", {"EUR": Decimal("1.10")}, Money(Decimal("10.85"), "USD"))
+    assert decision == (Decimal("11.00"), "converted_from:EUR")
+
+
+def test_the_platforms_own_conversion_is_the_value_of_a_currency_without_a_rate() -> None:
+    eur = Money(Decimal("10.00"), "EUR")
+    decision = decide_value(eur, ValuePolicy(), "USD", {}, Money(Decimal("10.85"), "USD"))
+    assert decision == (Decimal("10.85"), "platform_converted_from:EUR")
+    percent = decide_value(eur, ValuePolicy(kind="percent", percent=Decimal("50")), "USD", {}, usd("10.85"))
+    assert percent.value == Decimal("5.43")
+    assert decide_value(eur, ValuePolicy(), "USD", {}).note == "unknown_currency:EUR"
+
+
+def test_the_platforms_figure_in_another_currency_is_converted_with_the_table_or_not_used() -> None:
+    gbp, platform = Money(Decimal("10.00"), "GBP"), usd("12.00")
+    converted = decide_value(gbp, ValuePolicy(), "EUR", {"USD": Decimal("0.90")}, platform)
+    assert converted == (Decimal("10.80"), "platform_converted_from:GBP;converted_from:USD")
+    assert decide_value(gbp, ValuePolicy(), "EUR", {}, platform) == (None, "unknown_currency:GBP")

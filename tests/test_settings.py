@@ -52,6 +52,10 @@ def test_a_missing_required_setting_is_named(missing: str) -> None:
         ("MAX_BODY_BYTES", "10"),
         ("TRAFFICSTARS_URL", "https://tsyndicate.com/api/v1/cpa/action?key=x"),
         ("CLICK_ID_METADATA_KEY", "  "),
+        ("POSTBACK_APPROVED_STATUSES", "approved,refunded"),
+        ("POSTBACK_APPROVED_STATUSES", "Chargeback"),
+        ("POSTBACK_APPROVED_STATUSES", "sale,,paid"),
+        ("POSTBACK_APPROVED_STATUSES", "sale,pay ment"),
     ],
 )
 def test_an_invalid_setting_is_named(name: str, value: str) -> None:
@@ -158,3 +162,15 @@ def test_query_only_settings_with_the_path_form_are_refused_with_the_way_out(nam
 def test_an_invalid_query_form_setting_is_named(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         settings(**{"TRAFFICSTARS_URL_FORM": "query", name: value})
+
+
+def test_the_approved_tracker_statuses_default_to_the_documented_set() -> None:
+    expected = {"approved", "approve", "confirmed", "sale", "rebill", "completed", "paid", "1"}
+    assert settings().postback_approved_statuses == expected
+    assert Settings(secret_id="s", table_name="t").postback_approved_statuses == expected
+
+
+def test_the_approved_tracker_statuses_are_read_case_folded_and_may_be_none() -> None:
+    assert settings(POSTBACK_APPROVED_STATUSES=" Sale , LEAD,2").postback_approved_statuses == {"sale", "lead", "2"}
+    assert settings(POSTBACK_APPROVED_STATUSES="").postback_approved_statuses == frozenset()
+    assert settings(POSTBACK_APPROVED_STATUSES=" ").postback_approved_statuses == frozenset()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -16,6 +17,18 @@ CLICK_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
 MAX_RECORDED_CLICK_ID = 200
 
 ReversalKind = Literal["refunded", "partially_refunded", "charged_back", "cancelled"]
+# The status words trackers and CPA networks send when a conversion is taken back, and the reversal each is.
+# `rejected`/`declined` are here, not among the ignored statuses: Keitaro documents both "lead to rejected" and
+# "sale to rejected", RedTrack's `declined` covers "fraud, duplicate, or refund". A rejection of a sale the
+# relay sent marks it; a rejection of a lead never approved finds no record and is answered `ignored`.
+REVERSAL_STATUSES: Mapping[str, ReversalKind] = {
+    **dict.fromkeys(["refunded", "refund"], "refunded"),
+    **dict.fromkeys(["chargeback", "chargedback", "charged_back"], "charged_back"),
+    **dict.fromkeys(
+        ["reversed", "reversal", "rejected", "reject", "declined", "cancelled", "canceled", "cancel", "trash", "fraud"],
+        "cancelled",
+    ),
+}
 # Which TrafficStars goal a conversion counts towards (the query form's goalid is configured per kind).
 GoalKind = Literal["purchase", "renewal", "lead"]
 GOAL_KINDS: tuple[GoalKind, ...] = ("purchase", "renewal", "lead")
@@ -36,6 +49,8 @@ class Conversion:
     details: dict[str, str] = field(default_factory=dict)
     goal: GoalKind = "purchase"
     lead_code: str | None = None  # the sender's own lead code (tracker postbacks); else derived from the identity
+    # The platform's own conversion of ``amount`` (Lemon Squeezy's total_usd): the value when FX_RATES lacks a rate.
+    platform_converted: Money | None = None
 
     @property
     def identity(self) -> str:

@@ -113,8 +113,13 @@ def decide_value(
     policy: ValuePolicy,
     account_currency: str,
     rates: Mapping[str, Decimal],
+    platform_converted: Money | None = None,
 ) -> ValueDecision:
-    """Apply the value policy, currency conversion and TrafficStars' 0.01–200.0 range to a sale amount."""
+    """Apply the value policy, currency conversion and TrafficStars' 0.01–200.0 range to a sale amount.
+
+    ``platform_converted`` is the platform's own conversion of the same amount (Lemon Squeezy's ``total_usd``).
+    The operator's ``rates`` come first (one rate table for every platform); the platform's figure is used only
+    for a currency the table does not list, when it is in the account currency or the table converts it."""
     if policy.kind == "none":
         return ValueDecision(None, "value_policy_none")
     if policy.kind == "fixed":
@@ -122,9 +127,14 @@ def decide_value(
     if money is None:
         return ValueDecision(None, "no_amount")
     converted = to_account_currency(money, account_currency, rates)
+    note = None if money.currency == account_currency else f"converted_from:{money.currency}"
+    if converted is None and platform_converted is not None:
+        converted = to_account_currency(platform_converted, account_currency, rates)
+        note = f"platform_converted_from:{money.currency}"
+        if platform_converted.currency != account_currency:
+            note += f";converted_from:{platform_converted.currency}"
     if converted is None:
         return ValueDecision(None, f"unknown_currency:{money.currency}")
-    note = None if money.currency == account_currency else f"converted_from:{money.currency}"
     if policy.kind == "percent":
         converted = converted * policy.percent / Decimal(100)
     return _fit_range(converted, policy.out_of_range, note)

@@ -228,7 +228,13 @@ class Relay:
 
     def _record_fields(self, conversion: Conversion) -> dict[str, Any]:
         settings = self.settings
-        decision = decide_value(conversion.amount, settings.value_policy, settings.account_currency, settings.fx_rates)
+        decision = decide_value(
+            conversion.amount,
+            settings.value_policy,
+            settings.account_currency,
+            settings.fx_rates,
+            conversion.platform_converted,
+        )
         fields: dict[str, Any] = {
             "source": conversion.source,
             "purchase_id": conversion.purchase_id,

@@ -5,19 +5,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from postback_relay.backoff import RetryPolicy
-from postback_relay.conversion import GOAL_KINDS
+from postback_relay.conversion import GOAL_KINDS, REVERSAL_STATUSES
 from postback_relay.money import MAX_VALUE, MIN_VALUE, RangeAction, ValuePolicy
 from postback_relay.trafficstars import PostbackOptions, PriceSource
 
 DEFAULT_TRAFFICSTARS_URL = "https://tsyndicate.com/api/v1/cpa/action"
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
+# Tracker postback statuses that count as a conversion (besides none at all): Keitaro's `sale` (payout confirmed)
+# and `rebill` (upsell), RedTrack's `approved`, Binom's usual `approve`, Affise's system value `1` (Approved), and
+# the words CPA networks use for a paid conversion. See sources/tracker.py for the sources and the other statuses.
+DEFAULT_POSTBACK_APPROVED_STATUSES = "approved,approve,confirmed,sale,rebill,completed,paid,1"
+STATUS_WORD = re.compile(r"[!-~]{1,50}")  # printable ASCII without spaces, as a status macro is filled in
 
 
 class SettingsError(ValueError):
@@ -52,6 +58,10 @@ class Settings:
     dead_letter_queue_url: str | None = None  # DEAD_LETTER_QUEUE_URL: where exhausted conversions are parked
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)  # RETRY_BASE_DELAY_SECONDS, RETRY_MAX_…, …
     sweep_grace_seconds: int = 60  # SWEEP_GRACE_SECONDS: how late a due conversion may be before the sweep acts
+    # POSTBACK_APPROVED_STATUSES: tracker `status` values that count (lower-case); an empty status always counts
+    postback_approved_statuses: frozenset[str] = field(
+        default_factory=lambda: frozenset(DEFAULT_POSTBACK_APPROVED_STATUSES.split(","))
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +99,7 @@ class Settings:
                 window_seconds=float(_number(env, "RETRY_WINDOW_SECONDS", "259200", minimum=1)),
             ),
             sweep_grace_seconds=int(_number(env, "SWEEP_GRACE_SECONDS", "60", minimum=0, integer=True)),
+            postback_approved_statuses=_approved_statuses(env),
         )
 
 
@@ -157,6 +168,22 @@ def _fx_rates(env: Mapping[str, str]) -> dict[str, Decimal]:
             raise SettingsError(f"FX_RATES entry {code!r}: {rate!r} must map a currency code to a positive rate")
         rates[code.upper()] = value
     return rates
+
+
+def _approved_statuses(env: Mapping[str, str]) -> frozenset[str]:
+    """Comma-separated status words, case-folded. Empty: only postbacks without a status count. A reversal word
+    cannot be approved (it would count a refund as a sale, the mistake the allow-list exists to prevent)."""
+    name = "POSTBACK_APPROVED_STATUSES"
+    raw = env.get(name, DEFAULT_POSTBACK_APPROVED_STATUSES)
+    words = [word.strip().lower() for word in raw.split(",")]
+    if words == [""]:
+        return frozenset()
+    for word in words:
+        if not STATUS_WORD.fullmatch(word):
+            raise SettingsError(f"{name} must be comma-separated status words (no spaces), got {raw!r}")
+        if word in REVERSAL_STATUSES:
+            raise SettingsError(f"{name} must not list {word!r}: it reverses a conversion ({REVERSAL_STATUSES[word]})")
+    return frozenset(words)
 
 
 def _value_policy(env: Mapping[str, str]) -> ValuePolicy:

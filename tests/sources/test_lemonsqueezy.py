@@ -44,7 +44,14 @@ def webhook(
 
 
 def ls_order(
-    *, order_id: str = "1597", status: str = "paid", total: int = 1199, currency: str = "USD", refunded: int = 0
+    *,
+    order_id: str = "1597",
+    status: str = "paid",
+    total: int = 1199,
+    currency: str = "USD",
+    refunded: int = 0,
+    total_usd: int | None = None,
+    currency_rate: str = "1.00000000",
 ) -> dict[str, Any]:
     return {
         "type": "orders",
@@ -56,12 +63,12 @@ def ls_order(
             "order_number": 18001,
             "user_email": "jon@example.com",
             "currency": currency,
-            "currency_rate": "1.00000000",
+            "currency_rate": currency_rate,
             "subtotal": total,
             "discount_total": 0,
             "tax": 0,
             "total": total,
-            "total_usd": total,
+            "total_usd": total if total_usd is None else total_usd,
             "refunded_amount": refunded,
             "status": status,
             "status_formatted": status.replace("_", " ").title(),
@@ -77,7 +84,15 @@ def ls_order(
     }
 
 
-def invoice(*, invoice_id: str = "3301", billing_reason: str = "renewal", total: int = 999) -> dict[str, Any]:
+def invoice(
+    *,
+    invoice_id: str = "3301",
+    billing_reason: str = "renewal",
+    total: int = 999,
+    currency: str = "USD",
+    total_usd: int | None = None,
+) -> dict[str, Any]:
+    """A subscription invoice as Lemon Squeezy's API reference shows one (its USD figures included)."""
     return {
         "type": "subscription-invoices",
         "id": invoice_id,
@@ -86,12 +101,13 @@ def invoice(*, invoice_id: str = "3301", billing_reason: str = "renewal", total:
             "subscription_id": 851,
             "customer_id": 2241,
             "billing_reason": billing_reason,
-            "currency": "USD",
+            "currency": currency,
             "status": "paid",
             "refunded": False,
             "subtotal": total,
             "tax": 0,
             "total": total,
+            "total_usd": total if total_usd is None else total_usd,
             "refunded_amount": 0,
             "created_at": "2026-12-02T10:14:03.000000Z",
             "test_mode": False,
@@ -143,6 +159,20 @@ class TestEvents:
         assert (event.identity, event.click_id, event.goal, event.livemode) == (PURCHASE, CLICK_ID, "purchase", True)
         assert event.amount is not None and (str(event.amount.amount), event.amount.currency) == ("11.99", "USD")
 
+    def test_an_order_carries_lemon_squeezys_own_usd_total(self) -> None:
+        event = parse(webhook("order_created", ls_order(total=1000, currency="EUR", total_usd=1085)))
+        assert isinstance(event, Conversion) and event.amount is not None and event.platform_converted is not None
+        assert (str(event.amount.amount), event.amount.currency) == ("10.00", "EUR")
+        assert (str(event.platform_converted.amount), event.platform_converted.currency) == ("10.85", "USD")
+        renewal = parse(webhook("subscription_payment_success", invoice(currency="GBP", total=800, total_usd=1016)))
+        assert renewal.platform_converted is not None and str(renewal.platform_converted.amount) == "10.16"
+
+    def test_an_event_without_total_usd_has_no_platform_conversion(self) -> None:
+        order = ls_order(currency="EUR")
+        del order["attributes"]["total_usd"]
+        event = parse(webhook("order_created", order))
+        assert isinstance(event, Conversion) and event.platform_converted is None and event.amount is not None
+
     def test_a_renewal_payment_is_a_renewal_of_its_invoice(self) -> None:
         event = parse(webhook("subscription_payment_success", invoice()))
         assert isinstance(event, Conversion)
@@ -188,6 +218,8 @@ class TestEvents:
             webhook("order_created", {**ls_order(), "type": "subscriptions"}),
             webhook("order_created", ls_order(total=-5)),
             webhook("order_created", ls_order(currency="$")),
+            webhook("order_created", ls_order(currency="EUR", total_usd=-1)),
+            webhook("order_created", {**ls_order(), "attributes": {**ls_order()["attributes"], "total_usd": "10.85"}}),
         ],
     )
     def test_malformed_bodies_are_refused(self, payload: Any) -> None:
@@ -221,6 +253,72 @@ class TestThroughTheHandler:
         assert [r.body["status"] for r in replies] == ["sent", "ignored", "sent", "duplicate"]
         assert len(sandbox.state.received) == 2
         assert len({r.params["lead_code"] for r in sandbox.state.received}) == 2
+
+    def test_an_order_in_a_currency_without_a_rate_is_sent_with_lemon_squeezys_usd_total(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        order = ls_order(total=1000, currency="EUR", total_usd=1085, currency_rate="1.08500000")
+        reply = deliver(invoke, webhook("order_created", order))
+        assert (reply.status, reply.body["status"]) == (200, "sent")
+        [received] = sandbox.state.received
+        assert (received.click_id, received.params["value"]) == (CLICK_ID, "10.85")
+        record = aws.record(PURCHASE)
+        assert record is not None
+        assert (record["amount"], record["currency"], record["value"], record["value_currency"]) == (
+            "10.00",
+            "EUR",
+            "10.85",
+            "USD",
+        )
+        assert record["value_note"] == "platform_converted_from:EUR"
+
+    def test_a_configured_rate_comes_before_lemon_squeezys_usd_total(
+        self, invoke: Invoker, relay_env: pytest.MonkeyPatch, sandbox: TrafficStarsSandbox
+    ) -> None:
+        relay_env.setenv("FX_RATES", '{"EUR": "1.10"}')
+        deliver(invoke, webhook("order_created", ls_order(total=1000, currency="EUR", total_usd=1085)))
+        assert [r.params["value"] for r in sandbox.state.received] == ["11.00"]
+
+    def test_a_renewal_in_another_currency_takes_its_usd_total_too(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        renewal = invoice(currency="GBP", total=800, total_usd=1016)
+        reply = deliver(invoke, webhook("subscription_payment_success", renewal))
+        assert reply.body == {"status": "sent", "conversion_id": "lemonsqueezy#subscription-invoices/3301"}
+        assert [r.params["value"] for r in sandbox.state.received] == ["10.16"]
+
+    def test_without_total_usd_a_currency_without_a_rate_is_sent_without_value(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        order = ls_order(currency="EUR")
+        del order["attributes"]["total_usd"]
+        assert deliver(invoke, webhook("order_created", order)).body["status"] == "sent"
+        record = aws.record(PURCHASE)
+        assert record is not None and (record.get("value"), record["value_note"]) == (None, "unknown_currency:EUR")
+        assert [r.params.get("value") for r in sandbox.state.received] == [None]
+
+    def test_outside_usd_accounts_lemon_squeezys_usd_total_needs_a_usd_rate(
+        self, invoke: Invoker, aws: Aws, relay_env: pytest.MonkeyPatch, sandbox: TrafficStarsSandbox
+    ) -> None:
+        relay_env.setenv("ACCOUNT_CURRENCY", "GBP")  # no rate for EUR nor for USD: Lemon Squeezy's USD cannot help
+        deliver(invoke, webhook("order_created", ls_order(currency="EUR", total_usd=1085)))
+        record = aws.record(PURCHASE)
+        assert record is not None and (record.get("value"), record["value_note"]) == (None, "unknown_currency:EUR")
+        assert [r.params.get("value") for r in sandbox.state.received] == [None]
+
+    def test_outside_usd_accounts_lemon_squeezys_usd_total_is_converted_with_the_usd_rate(
+        self, invoke: Invoker, aws: Aws, relay_env: pytest.MonkeyPatch, sandbox: TrafficStarsSandbox
+    ) -> None:
+        relay_env.setenv("ACCOUNT_CURRENCY", "GBP")
+        relay_env.setenv("FX_RATES", '{"USD": "0.80"}')
+        deliver(invoke, webhook("order_created", ls_order(currency="EUR", total=1000, total_usd=1085)))
+        record = aws.record(PURCHASE)
+        assert record is not None and (record["value"], record["value_currency"], record["value_note"]) == (
+            "8.68",
+            "GBP",
+            "platform_converted_from:EUR;converted_from:USD",
+        )
+        assert [r.params["value"] for r in sandbox.state.received] == ["8.68"]
 
     def test_a_test_mode_order_is_recorded_and_not_forwarded(
         self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from postback_relay.conversion import Conversion, Ignored, lead_code
+from postback_relay.conversion import Conversion, Ignored, Reversal, lead_code
 from postback_relay.local.sandbox import TrafficStarsSandbox
 from postback_relay.settings import Settings
 from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch
@@ -97,9 +97,72 @@ class TestPostbacks:
         event = parse("click_id={clickid}&value=3")
         assert (event.click_id, event.raw_click_id) == (None, "{clickid}")
 
-    @pytest.mark.parametrize("status", ["rejected", "Declined", "pending", "hold", "trash"])
-    def test_conversions_that_are_not_approved_are_ignored(self, status: str) -> None:
-        assert isinstance(parse(query(status=status)), Ignored)
+    @pytest.mark.parametrize(
+        "status", ["", "approved", "Approved", "approve", "sale", "SALE", "confirmed", "rebill", "1"]
+    )
+    def test_no_status_or_an_approved_one_is_a_conversion(self, status: str) -> None:
+        event = parse(query(value="12.50", lead_code="ord-7781", status=status))
+        assert isinstance(event, Conversion) and event.identity == f"tracker#{CLICK_ID}:ord-7781"
+
+    @pytest.mark.parametrize("status", ["pending", "Hold", "lead", "wait", "2", "5", "expired", "approved_maybe"])
+    def test_any_status_not_approved_is_ignored(self, status: str) -> None:
+        event = parse(query(value="12.50", status=status))
+        assert isinstance(event, Ignored) and repr(status.lower()) in event.reason
+
+    def test_a_long_unknown_status_is_echoed_shortened(self) -> None:
+        event = parse(query(status="x" * 5000))
+        assert isinstance(event, Ignored) and len(event.reason) < 100 and repr("x" * 50) in event.reason
+
+    def test_the_approved_statuses_are_configurable(self) -> None:
+        settings = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "POSTBACK_APPROVED_STATUSES": "Lead, ok"})
+        assert isinstance(parse(query(status="lead"), settings), Conversion)
+        assert isinstance(parse(query(status="OK"), settings), Conversion)
+        assert isinstance(parse(query(status="approved"), settings), Ignored)
+        assert isinstance(parse(query(), settings), Conversion)
+
+    @pytest.mark.parametrize(
+        ("status", "kind"),
+        [
+            ("refunded", "refunded"),
+            ("refund", "refunded"),
+            ("chargeback", "charged_back"),
+            ("Chargeback", "charged_back"),
+            ("reversed", "cancelled"),
+            ("rejected", "cancelled"),
+            ("declined", "cancelled"),
+            ("cancelled", "cancelled"),
+            ("trash", "cancelled"),
+        ],
+    )
+    def test_a_reversal_word_reverses_the_conversion_the_postback_would_have_been(self, status: str, kind: str) -> None:
+        for params in ({"lead_code": "ord-7781", "value": "12.50"}, {"value": "12.50", "currency": "EUR"}, {}):
+            sale = parse(query(**params, status="sale"))
+            reversal = parse(query(**params, status=status, sub1="refund-desk"))
+            assert isinstance(sale, Conversion) and isinstance(reversal, Reversal)
+            assert (reversal.identities, reversal.kind, reversal.event_type) == (
+                (sale.identity,),
+                kind,
+                f"postback.{status.lower()}",
+            )
+            assert reversal.event_id != sale.event_id
+        with_lead_code = parse(query(lead_code="ord-7781", value="3", status=status))
+        assert with_lead_code.identities == (f"tracker#{CLICK_ID}:ord-7781",)
+        assert with_lead_code.amount is not None and str(with_lead_code.amount.amount) == "3"
+        # Without a lead code the identity is the kind, value and currency: another value is another conversion.
+        assert parse(query(value="9", status=status)).identities != (parse(query(value="12.50")).identity,)
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            f"click_id={CLICK_ID}&clickid={CLICK_ID.upper()}",
+            f"click_id={CLICK_ID}&clickid=",
+            f"click_id=&clickid={CLICK_ID}",
+            f"click_id={CLICK_ID}&clickid=%20{CLICK_ID}%20",
+        ],
+    )
+    def test_click_id_and_clickid_agreeing_are_one_click_id(self, raw: str) -> None:
+        event = parse(raw)
+        assert isinstance(event, Conversion) and event.click_id == CLICK_ID
 
     def test_an_empty_click_id_is_an_organic_conversion_and_ignored(self) -> None:
         assert isinstance(parse("click_id=&value=3"), Ignored)
@@ -115,6 +178,12 @@ class TestPostbacks:
             query(lead_code="has space"),
             query(lead_code="x" * 101),
             f"{query()}&click_id={CLICK_ID}",
+            f"click_id={CLICK_ID}&clickid={'b' * 40}",
+            f"clickid={'b' * 40}&click_id={CLICK_ID}&status=pending",
+            "click_id={clickid}&clickid=abc",
+            query(status="sale") + "&status=refunded",
+            query(value="5") + "&value=50",
+            "status=refunded",
         ],
     )
     def test_malformed_postbacks_are_refused(self, raw: str) -> None:
@@ -175,6 +244,79 @@ class TestThroughTheHandler:
     ) -> None:
         reply = fire(invoke, query(status="rejected", token=TOKEN))
         assert (reply.status, reply.body["status"]) == (200, "ignored")
+        assert aws.items() == [] and sandbox.state.received == []
+
+    def test_a_lead_held_then_rejected_is_never_sent_nor_stored(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        held = fire(invoke, query(value="30", lead_code="L-1", status="hold", token=TOKEN))
+        rejected = fire(invoke, query(value="30", lead_code="L-1", status="rejected", token=TOKEN))
+        assert [(r.status, r.body["status"]) for r in (held, rejected)] == [(200, "ignored"), (200, "ignored")]
+        assert rejected.body["reason"] == "no recorded purchase for this reversal"
+        assert aws.items() == [] and sandbox.state.received == []
+
+    @pytest.mark.parametrize(("status", "kind"), [("refunded", "refunded"), ("chargeback", "charged_back")])
+    def test_a_reversal_marks_the_sent_conversion_and_sends_nothing(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox, status: str, kind: str
+    ) -> None:
+        pk = f"tracker#{CLICK_ID}:ord-7781"
+        sale = fire(invoke, query(value="12.50", lead_code="ord-7781", status="sale", token=TOKEN))
+        reversal = fire(invoke, query(value="12.50", lead_code="ord-7781", status=status, token=TOKEN))
+        assert (sale.body["status"], reversal.status, reversal.body) == (
+            "sent",
+            200,
+            {"status": kind, "conversion_id": pk},
+        )
+        assert len(sandbox.state.received) == 1
+        record = aws.record(pk)
+        assert record is not None and (record["status"], record["reversal_kind"], record["reversal_amount"]) == (
+            kind,
+            kind,
+            "12.50",
+        )
+        assert len(aws.items()) == 1
+
+    def test_a_reversal_without_a_lead_code_finds_the_sale_by_kind_value_and_currency(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        sale = fire(invoke, query(value="9.99", currency="USD", token=TOKEN))
+        other = fire(invoke, query(value="5.00", status="reversed", token=TOKEN))
+        reversal = fire(invoke, query(value="9.99", status="reversed", token=TOKEN))
+        assert other.body["status"] == "ignored"
+        assert reversal.body == {"status": "cancelled", "conversion_id": sale.body["conversion_id"]}
+        record = aws.record(sale.body["conversion_id"])
+        assert record is not None and record["status"] == "cancelled"
+        assert len(sandbox.state.received) == 1
+
+    @pytest.mark.parametrize("status", ["pending", "lead", "2", "unknown-word"])
+    def test_a_status_not_approved_is_200_ignored_with_nothing_stored(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox, status: str
+    ) -> None:
+        reply = fire(invoke, query(value="10", status=status, token=TOKEN))
+        assert (reply.status, reply.body["status"]) == (200, "ignored")
+        assert aws.items() == [] and sandbox.state.received == []
+
+    def test_the_approved_statuses_are_the_setting(
+        self, invoke: Invoker, aws: Aws, relay_env: pytest.MonkeyPatch, sandbox: TrafficStarsSandbox
+    ) -> None:
+        relay_env.setenv("POSTBACK_APPROVED_STATUSES", "lead,2")
+        replies = [
+            fire(invoke, query(status=status, lead_code=f"L{n}", token=TOKEN))
+            for n, status in enumerate(["lead", "2", "sale"])
+        ]
+        assert [r.body["status"] for r in replies] == ["sent", "sent", "ignored"]
+        assert [r.params["lead_code"] for r in sandbox.state.received] == ["L0", "L1"]
+
+    def test_conflicting_click_ids_are_400_and_nothing_is_sent(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        for raw in (
+            f"click_id={CLICK_ID}&clickid={'b' * 40}&token={TOKEN}",
+            f"clickid={CLICK_ID}&click_id={'b' * 40}&value=5&token={TOKEN}",
+            f"{query(status='sale', token=TOKEN)}&status=refunded",
+        ):
+            reply = fire(invoke, raw)
+            assert (reply.status, reply.body["error"]) == (400, "malformed_body")
         assert aws.items() == [] and sandbox.state.received == []
 
     def test_malformed_postbacks_are_400(self, invoke: Invoker, aws: Aws) -> None:

@@ -3,7 +3,16 @@
 A first subscription payment fires both `order_created` and `subscription_payment_success` (billing reason
 `initial`): the order is the conversion and the initial invoice is ignored, so only renewals count from
 subscription invoices. Orders and subscription invoices are numbered separately, so their identities carry
-the type. Lemon Squeezy retries anything but exactly 200, which every processed or ignored event gets."""
+the type. Lemon Squeezy retries anything but exactly 200, which every processed or ignored event gets.
+
+Value in another currency: orders and subscription invoices carry, next to `total` (cents of the order's
+`currency`), `total_usd`: the same total in USD cents, at the `currency_rate` that is "the currency conversion
+rate used to determine the cost of the order in USD at the time of purchase" (the Order object,
+https://docs.lemonsqueezy.com/api/orders; the Subscription Invoice object's sample carries `total_usd` too,
+https://docs.lemonsqueezy.com/api/subscription-invoices/retrieve-subscription-invoice). It is passed on as the
+platform's own conversion: `FX_RATES` still decides first, and only a currency it does not list takes Lemon
+Squeezy's USD figure (as is when ACCOUNT_CURRENCY is USD, or through FX_RATES' USD rate
+otherwise), so a EUR order is sent with its value instead of none."""
 
 from __future__ import annotations
 
@@ -94,6 +103,7 @@ class LemonSqueezySource:
             amount=_money(attributes, "total"),
             livemode=not test_mode,
             goal=goal,
+            platform_converted=_usd(attributes, "total_usd"),
         )
 
 
@@ -124,6 +134,13 @@ def _money(attributes: dict[str, Any], field: str) -> Money | None:
     if attributes.get(field) is None and attributes.get("currency") is None:
         return None
     return minor_amount(attributes.get(field), attributes.get("currency"), f"data.attributes.{field}")
+
+
+def _usd(attributes: dict[str, Any], field: str) -> Money | None:
+    """Lemon Squeezy's own USD figure of an amount, in cents; None when the event does not carry it."""
+    if attributes.get(field) is None:
+        return None
+    return minor_amount(attributes.get(field), "USD", f"data.attributes.{field}")
 
 
 LEMONSQUEEZY = LemonSqueezySource()

@@ -1,12 +1,32 @@
 """Trackers and CPA networks (Keitaro, Binom, Voluum, RedTrack, affiliate networks): the S2S postback they
-fire as a GET, `/postback?click_id=…&value=…&currency=…&lead_code=…&kind=…&token=…`.
+fire as a GET, `/postback?click_id=…&value=…&currency=…&lead_code=…&kind=…&status=…&token=…`.
 
 Such postbacks carry no signature: the sender proves itself with the token (the secret's `postback_token`),
 as the `token` parameter or the `X-Postback-Token` header, compared in constant time. What the relay reads
-is the raw query string (API Gateway's comma-joined parameters are ambiguous). Identity is the click and
+is the raw query string (API Gateway's comma-joined parameters are ambiguous), and an ambiguous query is
+refused: a parameter given twice, or `click_id` and `clickid` with different values. Identity is the click and
 the lead code, so a tracker firing the same postback again is one conversion; without a lead code one is
 derived from the click, kind, value and currency (two equal sales on one click then count once: pass the
-tracker's transaction id as `lead_code` to count each)."""
+tracker's transaction id as `lead_code` to count each).
+
+`status` is an allow-list, because every tracker has its own words and a new one must never count as a sale:
+- no status, or one of POSTBACK_APPROVED_STATUSES (default `approved,approve,confirmed,sale,rebill,completed,
+  paid,1`), is a conversion. Keitaro's statuses are `lead` ("payout is not confirmed"), `sale` ("payout is
+  confirmed"), `rejected` ("payout is cancelled") and `rebill` (an upsell), `status` defaulting to `sale`
+  (https://docs.keitaro.io/en/conversions/postback.html); RedTrack has "pending", "approved" (paid),
+  "declined" (not paid) and "other" (https://help.redtrack.io/knowledgebase/kb/conversion-tracking/
+  conditional-postback/); Binom's `cnv_status` is free text, "signup, checkout, approve, reject etc"
+  (https://docs.binom.org/postback-url.php); Affise's system values are 1 Approved, 2 Pending, 3 Declined,
+  5 Hold (https://help-center.affise.com/en/articles/4103329-statistics-conversion-statuses); Voluum's
+  postback (`cid`, `payout`, `txid`, `et`) has no status at all (https://doc.voluum.com/en/
+  tracking_conversions_postback.html). `lead` is not approved by default (Keitaro's unconfirmed payout): add
+  it to the setting where a lead goal is paid on registration.
+- a reversal word (conversion.REVERSAL_STATUSES: refunded/refund, chargeback, and reversed, rejected, declined,
+  cancelled, trash, fraud as a cancellation) is a `Reversal` of the conversion the same postback without the
+  status would have been: it names the same lead code (or, without one, the same kind, value and currency).
+  Keitaro moves both a lead and a sale to `rejected`: a sale the relay sent is marked, while a lead it never
+  counted has no record, and the reversal is answered `ignored` with nothing stored.
+- any other status (`lead`, `pending`, `hold`, Affise's `2`, …) is answered 200 `ignored`, nothing stored."""
 
 from __future__ import annotations
 
@@ -16,7 +36,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-from postback_relay.conversion import GOAL_KINDS, Conversion, Ignored, ParsedEvent, pick_click_id
+from postback_relay.conversion import (
+    GOAL_KINDS,
+    REVERSAL_STATUSES,
+    Conversion,
+    Ignored,
+    ParsedEvent,
+    Reversal,
+    pick_click_id,
+)
 from postback_relay.money import Money
 from postback_relay.settings import Settings
 from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch, major_amount, matches_token
@@ -24,10 +52,9 @@ from postback_relay.sources.base import MalformedEvent, SignatureError, Signatur
 TOKEN_PARAMETER = "token"  # noqa: S105 - names, not secrets
 TOKEN_HEADER = "x-postback-token"  # noqa: S105
 CLICK_ID_PARAMETERS = ("click_id", "clickid")
-# Statuses trackers and networks send for conversions that are not (or not yet) approved.
-NOT_APPROVED = frozenset({"rejected", "declined", "cancelled", "canceled", "trash", "fraud", "pending", "hold"})
 LEAD_CODE = re.compile(r"[!-~]{1,100}")  # printable ASCII without spaces
 MAX_KEPT_CLICK_ID = 64
+MAX_ECHOED_STATUS = 50
 
 
 class TrackerSource:
@@ -53,16 +80,15 @@ class TrackerSource:
 
     def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
         """``payload`` is the query as ``parse_qsl`` pairs. An approved postback with a click id is a
-        conversion of its kind (purchase by default, renewal or lead); a status that is not approved and
-        an empty click id (an organic conversion) are ignored."""
+        conversion of its kind (purchase by default, renewal or lead), a reversal word a reversal of that
+        conversion; any other status and an empty click id (an organic conversion) are ignored."""
         params = _single_values(payload)
+        raw = _click_id(params)
         status = params.get("status", "").strip().lower()
-        if status in NOT_APPROVED:
-            return Ignored("postback", f"status is {status!r}, not an approved conversion")
-        present = [params[name] for name in CLICK_ID_PARAMETERS if name in params]
-        if not present:
-            raise MalformedEvent("the postback needs a click_id parameter")
-        raw = next((value.strip() for value in present if value.strip()), "")
+        reversal = REVERSAL_STATUSES.get(status)
+        if reversal is None and status and status not in settings.postback_approved_statuses:
+            # The sender's own word, shortened: it is echoed in the answer and the log line.
+            return Ignored("postback", f"status is {status[:MAX_ECHOED_STATUS]!r}, not an approved conversion")
         if not raw:
             return Ignored("postback", "the click id is empty: nothing to attribute")
         kind = params.get("kind", "purchase").strip().lower() or "purchase"
@@ -80,10 +106,14 @@ class TrackerSource:
         else:
             facts = "\n".join([goal, format(amount.amount, "f") if amount else "", amount.currency if amount else ""])
             purchase_id = f"{click_part}:{hashlib.sha256(facts.encode()).hexdigest()[:16]}"
+        event_id = f"postback:{_fingerprint(params)}"
+        if reversal is not None:
+            # The identity the conversion was stored under (the status is no part of it), so the store finds it.
+            return Reversal(self.name, (purchase_id,), event_id, f"postback.{status}", reversal, amount)
         return Conversion(
             source=self.name,
             purchase_id=purchase_id,
-            event_id=f"postback:{_fingerprint(params)}",
+            event_id=event_id,
             event_type=f"postback.{goal}",
             click_id=click_id,
             raw_click_id=raw_click_id,
@@ -91,6 +121,18 @@ class TrackerSource:
             goal=goal,
             lead_code=given_lead_code,
         )
+
+
+def _click_id(params: dict[str, str]) -> str:
+    """The click id, from `click_id` or its alias `clickid`; both given with different values is ambiguous and
+    refused (guessing would credit the wrong click). Empty when given empty; missing altogether is malformed."""
+    present = [params[name].strip() for name in CLICK_ID_PARAMETERS if name in params]
+    if not present:
+        raise MalformedEvent("the postback needs a click_id parameter")
+    given = [value for value in present if value]
+    if len({value.lower() for value in given}) > 1:
+        raise MalformedEvent("click_id and clickid are both given, with different values")
+    return given[0] if given else ""
 
 
 def _single_values(payload: Any) -> dict[str, str]:
