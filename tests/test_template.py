@@ -120,3 +120,13 @@ def test_every_function_is_built_by_src_makefile(template: dict[str, Any]) -> No
     assert f"RUNTIME_PYTHON ?= {runtime}" in makefile
     assert f"--python-version {runtime.removeprefix('python')}" in makefile
     assert template["Globals"]["Function"]["Architectures"] == ["arm64"] and "manylinux2014_aarch64" in makefile
+
+
+def test_the_templates_source_routes_are_the_routed_sources(template: dict[str, Any]) -> None:
+    """The CLI's --local names the local run's sources from ROUTED, without reading the template."""
+    from postback_relay.local.template import http_routes
+    from postback_relay.sources import ROUTED
+
+    paths = {route.path for route in http_routes(template)}
+    sources = {path.rsplit("/", 1)[-1] for path in paths if path.startswith("/webhooks/") or path == "/postback"}
+    assert sources == set(ROUTED)

@@ -110,11 +110,14 @@ def resolve(*, local: bool, stack: str | None, region: str | None, profile: str 
 
 
 def local_deployment() -> Deployment:
-    """`make run`'s resources: the same ports and names it uses (MOTO_PORT, SANDBOX_PORT, PORT)."""
+    """`make run`'s resources: the same ports and names it uses (MOTO_PORT, SANDBOX_PORT, PORT).
+
+    Needs nothing but the installed package: not template.yaml (absent after `pip install .`) nor PyYAML.
+    The local run serves every route of the template, which are the sources in ROUTED (tests/test_template.py
+    holds the two equal), so the routed sources are ROUTED's."""
     import boto3
 
     from postback_relay.local import defaults
-    from postback_relay.local.template import http_routes, load_template
 
     endpoint = f"http://{defaults.HOST}:{defaults.port('MOTO_PORT', 5005)}"
     region = os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -128,7 +131,6 @@ def local_deployment() -> Deployment:
         trafficstars_url = f"https://{defaults.HOST}:{defaults.port('SANDBOX_PORT', 8443)}/api/v1/cpa/action"
         ca_file = Path(os.environ.get("LOCAL_STATE_DIR", ".local")) / "tls" / "ca.pem"
         ca_bundle = str(ca_file) if ca_file.is_file() else None
-    routed = {route.path.rsplit("/", 1)[-1] for route in http_routes(load_template())}
     return Deployment(
         label=f"the local run (moto at {endpoint})",
         session=session,
@@ -136,7 +138,7 @@ def local_deployment() -> Deployment:
         table_name=defaults.TABLE_NAME,
         secret_id=defaults.SECRET_ID,
         trafficstars_url=trafficstars_url.rstrip("/"),
-        sources=tuple(name for name in ROUTED if name in routed),
+        sources=tuple(ROUTED),
         local=True,
         endpoint_url=endpoint,
         api_base_url=f"http://{defaults.HOST}:{defaults.port('PORT', 3000)}",
