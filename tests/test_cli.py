@@ -502,6 +502,7 @@ class TestCheckLocal:
             "queues": "OK",
             "dead-letters": "OK",
             "trafficstars": "OK",
+            "health": "OK",
             "alarms": "OK",
         }
         [queues] = [c for c in document["checks"] if c["name"] == "queues"]
@@ -669,6 +670,8 @@ class TestDeployedStack:
             "queues": "OK",
             "dead-letters": "OK",
             "trafficstars": "OK",
+            "settings": "OK",
+            "health": "OK",
             "alarm topic": "OK",
             "alarms": "OK",
         }, document

@@ -50,10 +50,10 @@ def test_the_table_is_on_demand_with_ttl_and_point_in_time_recovery(template: di
 
 
 def test_the_secret_is_a_parameter_and_the_policies_are_least_privilege(template: dict[str, Any]) -> None:
-    assert "Default" not in template["Parameters"]["SecretArn"]
+    secret = {"If": ["CreateSecret", {"Ref": "RelaySecret"}, {"Ref": "SecretArn"}]}  # the stack's, or the one given
     for function in resources(template, "AWS::Serverless::Function").values():
         policies = function["Properties"]["Policies"]
-        assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "SecretArn"}}} in policies
+        assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": secret}} in policies
         statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
         table = {"GetAtt": "ConversionsTable.Arn"}
         assert all(s["Resource"] in (table, {"Sub": "${ConversionsTable.Arn}/index/due"}) for s in statements)
@@ -63,7 +63,9 @@ def test_the_secret_is_a_parameter_and_the_policies_are_least_privilege(template
 def test_http_api_routes_and_outputs(template: dict[str, Any]) -> None:
     events = template["Resources"]["WebhookFunction"]["Properties"]["Events"].values()
     assert all(e["Type"] == "HttpApi" and e["Properties"]["PayloadFormatVersion"] == "2.0" for e in events)
-    assert "/webhooks/stripe" in template["Outputs"]["StripeWebhookUrl"]["Value"]["Sub"]
+    path, base = template["Outputs"]["StripeWebhookUrl"]["Value"]["Sub"]
+    assert path == "${Base}/webhooks/stripe"
+    assert base["Base"] == template["Outputs"]["ApiBaseUrl"]["Value"]  # the custom domain when set
 
 
 def test_the_retry_worker_reads_its_queue_with_partial_batch_failures_and_bounded_concurrency(

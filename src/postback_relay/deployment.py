@@ -50,6 +50,7 @@ class Deployment:
     dead_letter_queue_url: str | None = None
     ca_bundle: str | None = None  # the local sandbox's certificate authority
     outputs: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)  # the stack's parameters (what `check` validates)
 
     def client(self, service: str) -> Any:
         """A boto3 client of this deployment (moto's endpoint for the local run)."""
@@ -199,7 +200,8 @@ def stack_deployment(stack_name: str, region: str | None, profile: str | None) -
         session=session,
         region=session.region_name,
         table_name=outputs["ConversionsTableName"],
-        secret_id=parameters["SecretArn"],
+        # The secret the stack made (output SecretArn), else the one it was given (parameter SecretArn).
+        secret_id=outputs.get("SecretArn") or parameters["SecretArn"],
         trafficstars_url=(parameters.get("TrafficStarsUrl") or DEFAULT_TRAFFICSTARS_URL).rstrip("/"),
         sources=tuple(name for name in ROUTED if name in routed) or tuple(ROUTED),
         stack_name=stack_name,
@@ -209,6 +211,7 @@ def stack_deployment(stack_name: str, region: str | None, profile: str | None) -
         retry_queue_url=outputs.get("RetryQueueUrl"),
         dead_letter_queue_url=outputs.get("DeadLetterQueueUrl"),
         outputs=outputs,
+        parameters=parameters,
     )
 
 
