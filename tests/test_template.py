@@ -120,6 +120,7 @@ def test_every_function_is_built_by_src_makefile(template: dict[str, Any]) -> No
         assert re.search(rf"^build-.*\b{name}\b.*:", makefile, re.M), f"src/Makefile has no build-{name}"
     runtime = template["Globals"]["Function"]["Runtime"]
     assert f"RUNTIME_PYTHON ?= {runtime}" in makefile
+    assert f"RUNTIME_VERSION := {runtime.removeprefix('python')}\n" in (ROOT / "Makefile").read_text()
     assert f"--python-version {runtime.removeprefix('python')}" in makefile
     assert template["Globals"]["Function"]["Architectures"] == ["arm64"] and "manylinux2014_aarch64" in makefile
 

@@ -655,12 +655,11 @@ def _value(text: str) -> Decimal:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """The package's own __version__ (the one source of the version), so a checkout run without installing
+    and an installed copy both answer it."""
+    from postback_relay import __version__
 
-    try:
-        return version("postback-relay")
-    except PackageNotFoundError:
-        return "(not installed)"
+    return __version__
 
 
 if __name__ == "__main__":
