@@ -54,3 +54,20 @@ def test_the_upgrade_notes_live_in_the_changelog() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     assert "### Upgrading from" in changelog and "click_id" in changelog
     assert "CHANGELOG.md" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_answers_every_prompt_of_the_guided_deploy() -> None:
+    """Every parameter `sam deploy --guided` asks about is in the README's table of answers (by name, or in a
+    `First` … `Last` range of the template's order), and so are the prompts that need more than Enter."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The first deploy, step by step") : readme.index("### Test with real Stripe")]
+    order = list(load_template()["Parameters"])
+    answered: set[str] = set()
+    for row in re.findall(r"^\s*\| `Parameter (\w+)[^`]*`(?: … `Parameter (\w+)`)?", section, re.M):
+        first, last = row
+        answered.update(order[order.index(first) : order.index(last) + 1] if last else [first])
+    for extra in re.findall(r"`(DomainName|CertificateArn|HostedZoneId) \[\]`", section):
+        answered.add(extra)
+    assert [name for name in order if name not in answered] == []
+    assert "has no authentication. Is this okay? [y/N]` | **`y`**" in section
+    assert "Deploy this changeset? [y/N]` | **`y`**" in section

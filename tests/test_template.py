@@ -148,3 +148,28 @@ def test_every_scanner_suppression_says_why(template: dict[str, Any]) -> None:
             skips += 1
             assert re.search(rf"# {check}: .{{20,}}", text), f"{name}: ignoring {check} without a reason"
     assert skips > 0
+
+
+def test_an_optional_custom_domain_with_a_record_only_when_a_zone_is_given(template: dict[str, Any]) -> None:
+    parameters, conditions, res = template["Parameters"], template["Conditions"], template["Resources"]
+    assert all(parameters[name]["Default"] == "" for name in ("DomainName", "CertificateArn", "HostedZoneId"))
+    assert conditions["HasDomain"] == {"Not": [{"Equals": [{"Ref": "DomainName"}, ""]}]}
+    assert conditions["CreateDnsRecord"]["And"][0] == {"Condition": "HasDomain"}
+    assert (res["ApiDomain"]["Condition"], res["ApiDomainMapping"]["Condition"]) == ("HasDomain", "HasDomain")
+    assert res["ApiDomainRecord"]["Condition"] == "CreateDnsRecord"
+    assert res["ApiDomain"]["Properties"]["DomainNameConfigurations"][0]["EndpointType"] == "REGIONAL"
+    assert res["ApiDomainMapping"]["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    rule = template["Rules"]["DomainNeedsCertificate"]
+    assert rule["Assertions"][0]["Assert"] == {"Not": [{"Equals": [{"Ref": "CertificateArn"}, ""]}]}
+
+
+def test_every_url_output_uses_the_custom_domain_when_set(template: dict[str, Any]) -> None:
+    base = template["Outputs"]["ApiBaseUrl"]["Value"]
+    assert base["If"][0] == "HasDomain" and base["If"][1] == {"Sub": "https://${DomainName}"}
+    urls = {name: o for name, o in template["Outputs"].items() if name.endswith(("WebhookUrl", "PostbackUrl"))}
+    urls["HealthUrl"] = template["Outputs"]["HealthUrl"]
+    assert len(urls) >= 8
+    for name, output in urls.items():
+        _, variables = output["Value"]["Sub"]
+        assert variables == {"Base": base}, name
+    assert template["Outputs"]["CustomDomainTarget"]["Condition"] == "HasDomain"
