@@ -845,3 +845,27 @@ class TestInstalledPackage:
             os.close(writer)
         assert result.stderr == ""
         assert result.returncode == 141
+
+
+def test_a_stack_that_made_its_own_secret_is_read_through_its_secret_arn_output(
+    local_run: LocalRun, aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stack deployed with SecretArn empty (the default): the secret is the one the SecretArn output names."""
+    local_run.put_secret({"trafficstars_key": "PLACEHOLDER: paste the S2S key from TrafficStars"})
+    given = {"SecretArn": "", "MadeSecret": local_run.secret_arn, "TableName": defaults.TABLE_NAME}
+    template = {
+        "Parameters": {name: {"Type": "String"} for name in given},
+        "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "ConversionsTableName": {"Value": {"Ref": "TableName"}},
+            "SecretArn": {"Value": {"Ref": "MadeSecret"}},
+        },
+    }
+    boto3.session.Session().client("cloudformation", endpoint_url=aws.server.endpoint).create_stack(
+        StackName="relay-new",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()],
+    )
+    document = run(capsys, "check", "--stack", "relay-new", "--region", "us-east-1", "--json").json()
+    [secret] = [c for c in document["checks"] if c["name"] == "secret"]
+    assert secret["level"] == "FAIL" and "still the stack's placeholder" in secret["detail"]

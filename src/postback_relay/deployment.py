@@ -87,8 +87,9 @@ class Deployment:
             if _code(exc) == "ResourceNotFoundException":
                 raise OperatorError(
                     f"the secret {self.secret_id} does not exist",
-                    f"create it: aws secretsmanager create-secret --name postback-relay "
-                    f"--secret-string '{SECRET_JSON_EXAMPLE}', then deploy with its ARN as SecretArn",
+                    "deploy with SecretArn empty and the stack creates one (README: Deploying), or create it: "
+                    f"aws secretsmanager create-secret --name postback-relay --secret-string '{SECRET_JSON_EXAMPLE}' "
+                    "and deploy with its ARN as SecretArn",
                 ) from None
             raise
         try:
