@@ -27,7 +27,7 @@ $(error RUNTIME_PYTHON is empty: sam build needs python$(RUNTIME_VERSION) (the L
 endif
 endif
 
-.PHONY: help run send events test lint template scan lock lock-check unit bench build deploy clean
+.PHONY: help run send events test lint template scan lock lock-check unit soak bench build deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -102,6 +102,10 @@ lock-check: $(TOOLS_VENV)/.installed ## src/requirements.txt is src/requirements
 
 unit: $(VENV)/.installed ## pytest (unit, integration and local-run tests)
 	$(PY) -m pytest
+
+soak: $(VENV)/.installed ## the long proof: MODEL_EXAMPLES (500) generated lifecycles, FAULT_FINISHED (10000) redeliveries
+	MODEL_EXAMPLES=$${MODEL_EXAMPLES:-500} FAULT_FINISHED=$${FAULT_FINISHED:-10000} \
+	  $(PY) -m pytest -q tests/test_lifecycle_model.py tests/test_lifecycle_regressions.py
 
 bench: $(VENV)/.installed ## the benchmark: cold start, warm time, AWS calls, memory and cost against their floors
 	$(PY) -m bench $(BENCH_ARGS)

@@ -8,8 +8,10 @@ composition root or by anything a later branch adds (an SQS client), is answered
 benchmark reaching into the relay's objects.
 
 DynamoDB is modelled just enough for the relay's paths: items are kept per key; SET, ADD and REMOVE of an
-UpdateItem are applied naively; ``ReturnValues`` is honoured; PutItem's ``attribute_not_exists`` condition is
-honoured (the minimal handler's duplicate check); every other condition is taken as true."""
+UpdateItem are applied naively; ``ReturnValues`` and ``ReturnValuesOnConditionCheckFailure`` are honoured;
+a condition that is exactly ``attribute_not_exists(…)`` or ``attribute_exists(…)`` of the key is honoured
+(the relay's create and note of a duplicate, the minimal handler's PutItem); every other condition is taken
+as true."""
 
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ class FakeAws:
                 "VersionId": "v1",
             }
         if service == "dynamodb" and operation == "UpdateItem":
-            return self._ok, self._update_item(params)
+            return self._update_item(params)
         if service == "dynamodb" and operation == "PutItem":
             return self._put_item(params)
         if service == "dynamodb" and operation == "GetItem":
@@ -83,9 +85,14 @@ class FakeAws:
 
     # DynamoDB, just enough ---------------------------------------------------------------------------
 
-    def _update_item(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _update_item(self, params: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
         pk = _key(params)
         old = self.items.get(pk)
+        condition = params.get("ConditionExpression", "")
+        if (condition.startswith("attribute_not_exists(") and old) or (
+            condition.startswith("attribute_exists(") and not old
+        ):
+            return self._condition_failed(old, params)
         item = dict(old) if old else {"pk": {"S": pk}}
         names: dict[str, str] = params.get("ExpressionAttributeNames", {})
         values: dict[str, Any] = params.get("ExpressionAttributeValues", {})
@@ -97,17 +104,27 @@ class FakeAws:
         self.items[pk] = item
         returned = params.get("ReturnValues", "NONE")
         if returned == "ALL_OLD":
-            return {"Attributes": dict(old)} if old else {}
+            return self._ok, ({"Attributes": dict(old)} if old else {})
         if returned == "ALL_NEW":
-            return {"Attributes": dict(item)}
-        return {}
+            return self._ok, {"Attributes": dict(item)}
+        return self._ok, {}
+
+    def _condition_failed(
+        self, old: dict[str, Any] | None, params: dict[str, Any]
+    ) -> tuple[AWSResponse, dict[str, Any]]:
+        error: dict[str, Any] = {
+            "Error": {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        if old and params.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD":
+            error["Item"] = dict(old)
+        return self._conditional_failed, error
 
     def _put_item(self, params: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
         item: dict[str, Any] = params["Item"]
         pk = item["pk"]["S"]
         if "attribute_not_exists" in params.get("ConditionExpression", "") and pk in self.items:
-            error = {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
-            return self._conditional_failed, {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+            return self._condition_failed(None, params)
         self.items[pk] = dict(item)
         return self._ok, {}
 

@@ -329,12 +329,12 @@ def _warm(results: Results, env: dict[str, str], scratch: str) -> None:
     )
     results.add(
         section,
-        "DynamoDB per duplicate",
+        "DynamoDB per duplicate (the refused create returns the record; the note is the second)",
         f"{counts['dynamodb_per_duplicate']:g}",
         f"{floor_dup:g}",
         None,
-        "1",
-        counts["dynamodb_per_duplicate"] == 1,
+        "<= 2",
+        counts["dynamodb_per_duplicate"] <= 2,
     )
     results.add(
         section,

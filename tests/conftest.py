@@ -158,10 +158,20 @@ class Aws:
         total = 0
         for _ in range(rounds):
             received = drain_once(self.sqs, self.retry_url)
+            if not received and self.delayed():
+                # SQS delays whole seconds, rounded up so no message is early: wait for the next one.
+                received = drain_once(self.sqs, self.retry_url, wait_seconds=2)
             total += received
             if not received:
                 break
         return total
+
+    def delayed(self) -> int:
+        """Messages of the retry queue not yet visible (their DelaySeconds is running)."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.retry_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesDelayed"])
 
     def calls(self, target: str) -> int:
         """How many requests moto received for an API action, e.g. 'secretsmanager.GetSecretValue'."""
@@ -183,6 +193,7 @@ def aws(moto_server: SerializedMotoServer, monkeypatch: pytest.MonkeyPatch) -> I
         {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET, **TEST_SOURCE_SECRETS},
     )
     moto_server.calls.clear()
+    moto_server.requests.clear()
     yield Aws(
         moto_server,
         dynamodb,

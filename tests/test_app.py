@@ -277,7 +277,7 @@ class TestTrafficStarsAnswers:
         assert record is not None and (record["status"], record["trafficstars_answer"]) == ("rejected", message)
 
     @pytest.mark.parametrize("fault", [(503, "<html>busy</html>"), (429, ""), (500, '{"error":{"msg":"db"}}')])
-    def test_an_outage_is_recorded_retry_pending_queued_and_a_redelivery_also_retries_it(
+    def test_an_outage_is_recorded_retry_pending_queued_and_a_redelivery_only_noted(
         self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox, fault: tuple[int, str]
     ) -> None:
         sandbox.state.fault = lambda r: fault
@@ -289,11 +289,17 @@ class TestTrafficStarsAnswers:
         assert record["trafficstars_http_status"] == fault[0]
         sandbox.state.fault = None
         second = invoke.stripe(purchase(), TEST_STRIPE_SECRET)
-        assert (second.status, second.body["status"]) == (200, "sent")
-        lead_codes = {r.params["lead_code"] for r in sandbox.state.received}
-        assert len(sandbox.state.received) == 2 and len(lead_codes) == 1  # the same lead_code on retry
-        final = aws.record(PURCHASE)
-        assert final is not None and final["attempts"] == 2 and len(final["attempt_log"]) == 2
+        assert (second.status, second.body["status"], second.body["conversion_status"]) == (
+            200,
+            "duplicate",
+            "retry_pending",
+        )
+        noted = aws.record(PURCHASE)
+        assert noted is not None and noted["deliveries"] == 2
+        assert {k: noted[k] for k in ("status", "due_at", "attempts")} == {
+            k: record[k] for k in ("status", "due_at", "attempts")
+        }
+        assert len(sandbox.state.received) == 1  # the queued retry sends it, not the redelivery
 
     def test_without_a_retry_queue_an_outage_is_answered_503_so_the_sender_retries(
         self, invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
@@ -301,8 +307,8 @@ class TestTrafficStarsAnswers:
         relay_env.delenv("RETRY_QUEUE_URL")
         sandbox.state.fault = lambda r: (503, "")
         assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).status == 503
-        sandbox.state.fault = None
-        assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).body["status"] == "sent"
+        record = aws.record(PURCHASE)
+        assert record is not None and record["status"] == "retry_pending" and "due_at" in record
 
     def test_if_sqs_refuses_the_retry_the_sender_is_asked_to_retry(
         self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
@@ -410,10 +416,10 @@ class TestRefusals:
         assert (reply.status, reply.body["status"]) == (200, "ignored")
         assert aws.items() == []
 
-    def test_a_source_without_its_secret_is_503_and_accepts_nothing(self, invoke: Invoker, aws: Aws) -> None:
+    def test_a_source_without_its_secret_is_404_and_accepts_nothing(self, invoke: Invoker, aws: Aws) -> None:
         aws.put_secret({"trafficstars_key": TEST_KEY})
         reply = invoke.stripe(purchase(), TEST_STRIPE_SECRET)
-        assert (reply.status, reply.body["error"]) == (503, "source_not_configured")
+        assert (reply.status, reply.body["error"]) == (404, "source_not_configured")
         assert aws.items() == []
 
     def test_an_unknown_source_is_404(self, invoke: Invoker, aws: Aws) -> None:

@@ -51,6 +51,7 @@ class LocalRun:
     secret_arn: str
     aws: Aws
     relay_logs: io.StringIO
+    relay_env: pytest.MonkeyPatch
 
     def put_secret(self, values: dict[str, Any]) -> None:
         put_secret(self.aws.secretsmanager, defaults.SECRET_ID, values)
@@ -60,6 +61,12 @@ class LocalRun:
 
         item = self.aws.dynamodb.get_item(TableName=defaults.TABLE_NAME, Key={"pk": {"S": pk}}).get("Item")
         return {k: TypeDeserializer().deserialize(v) for k, v in item.items()} if item else None
+
+    def fast_retries(self) -> None:
+        """Retries due at once (the relay's settings are read again on the next request)."""
+        self.relay_env.setenv("RETRY_BASE_DELAY_SECONDS", "0.01")
+        self.relay_env.setenv("RETRY_MAX_DELAY_SECONDS", "0.02")
+        reset_runtime()
 
     def put_item(self, **fields: str) -> None:
         self.aws.dynamodb.put_item(TableName=defaults.TABLE_NAME, Item={k: {"S": v} for k, v in fields.items()})
@@ -89,7 +96,7 @@ def local_run(aws: Aws, sandbox: TrafficStarsSandbox, relay_env: pytest.MonkeyPa
     assert isinstance(handler, logging.StreamHandler)
     relay_logs = io.StringIO()
     previous = handler.setStream(relay_logs)  # the relay's logs stay out of the CLI's output, as in two terminals
-    yield LocalRun(api.base_url, secret_arn, aws, relay_logs)
+    yield LocalRun(api.base_url, secret_arn, aws, relay_logs, relay_env)
     handler.setStream(previous)
     api.stop()
 
@@ -223,9 +230,10 @@ class TestStatus:
         self, local_run: LocalRun, sandbox: TrafficStarsSandbox, capsys: pytest.CaptureFixture[str]
     ) -> None:
         sandbox.state.fault = lambda r: (503, "")
+        local_run.fast_retries()
         run(capsys, "sign", "stripe", str(CHECKOUT_EVENT), "--local")
         sandbox.state.fault = None
-        run(capsys, "sign", "stripe", str(CHECKOUT_EVENT), "--local")  # Stripe's redelivery sends it
+        local_run.aws.drain()  # the retry worker sends it
         result = run(capsys, "status", CHECKOUT_CLICK, "--local")
         assert result.code == 0, result.err
         lines = result.out.splitlines()
@@ -267,6 +275,15 @@ class TestStatus:
 
 
 class TestRecent:
+    @pytest.mark.parametrize("status", ["cancelled", "charged_back", "refunded", "retry_pending", "failed"])
+    def test_every_status_a_record_can_have_is_a_filter(
+        self, local_run: LocalRun, capsys: pytest.CaptureFixture[str], status: str
+    ) -> None:
+        local_run.put_item(pk="woocommerce#1:wc_order_k", status=status, received_at="2099-01-01T00:00:00.000+00:00")
+        result = run(capsys, "recent", "--local", "--status", status, "--since", "2098-12-31", "--json")
+        assert result.code == 0, result.err
+        assert [c["status"] for c in result.json()["conversions"]] == [status]
+
     def test_a_table_newest_first_with_filters(
         self,
         local_run: LocalRun,

@@ -45,13 +45,14 @@ def test_a_refused_delivery_is_correlated_by_the_api_request_id(
 
 
 def test_the_record_and_each_attempt_carry_the_correlation_id(
-    invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
     sandbox.state.fault = lambda r: (503, "")
     body = stripe_event("checkout.session.completed", checkout_session(), event_id="evt_first")
     invoke.stripe(body, TEST_STRIPE_SECRET)
     sandbox.state.fault = None
-    invoke.stripe(body, TEST_STRIPE_SECRET)  # the sender's redelivery of the same event
+    invoke.stripe(body, TEST_STRIPE_SECRET)  # the sender's redelivery of the same event: only noted
+    aws.drain()  # the retry worker's attempt, correlated by the conversion's own id
     record = aws.record(PURCHASE)
     assert record is not None and record["status"] == "sent"
     assert record["correlation_id"] == "evt_first"

@@ -135,8 +135,13 @@ class TestOutcomes:
         assert emf.values(out, "PostbackRejected") == []
         assert len(emf.values(out, "PostbackLatency", source="stripe")) == 2  # both GETs measured
 
-    def test_a_redelivery_that_retries_counts_a_retry(
-        self, invoke: Invoker, sandbox: TrafficStarsSandbox, capfd: pytest.CaptureFixture[str]
+    def test_the_workers_attempt_counts_a_retry_and_a_redelivery_counts_none(
+        self,
+        invoke: Invoker,
+        fast_retries: pytest.MonkeyPatch,
+        aws: Aws,
+        sandbox: TrafficStarsSandbox,
+        capfd: pytest.CaptureFixture[str],
     ) -> None:
         sandbox.state.fault = lambda r: (503, "")
         printed(capfd)
@@ -146,10 +151,14 @@ class TestOutcomes:
         assert emf.values(first, "Postbacks", outcome="retry_pending") == [1.0]
         assert emf.values(first, "Retries") == []
         sandbox.state.fault = None
-        assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).body["status"] == "sent"
-        second = printed(capfd)
-        assert emf.values(second, "Retries", source="stripe") == [1.0] == emf.values(second, "Retries")
-        assert emf.values(second, "Postbacks", outcome="sent") == [1.0]
+        assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).body["status"] == "duplicate"
+        redelivery = printed(capfd)
+        assert emf.values(redelivery, "Webhooks", source="stripe", outcome="duplicate") == [1.0]
+        assert emf.values(redelivery, "Retries") == [] == emf.values(redelivery, "Postbacks")
+        aws.drain()
+        worker = printed(capfd)
+        assert emf.values(worker, "Retries", source="stripe") == [1.0] == emf.values(worker, "Retries")
+        assert emf.values(worker, "Postbacks", outcome="sent") == [1.0]
 
     def test_a_missing_key_is_retry_pending_without_a_latency(
         self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox, capfd: pytest.CaptureFixture[str]

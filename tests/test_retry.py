@@ -10,7 +10,7 @@ import pytest
 from postback_relay.local.sandbox import TrafficStarsSandbox
 from postback_relay.local.worker import sqs_event, sweep_once
 from postback_relay.runtime import get_runtime, reset_runtime
-from postback_relay.store import ConversionStore
+from postback_relay.store import Claim, ConversionStore
 from tests.conftest import TEST_KEY, TEST_STRIPE_SECRET, Aws
 from tests.helpers import Invoker, checkout_session, stripe_event
 
@@ -55,15 +55,38 @@ def test_retry_after_sets_the_next_due_time(invoke: Invoker, aws: Aws, sandbox: 
     assert record is not None and record["due_at"] >= time.time() + 10  # at least the 30 s base's lower half
 
 
-def test_a_wait_longer_than_sqs_can_delay_is_left_to_the_sweep(
+def test_a_wait_longer_than_sqs_can_delay_is_queued_for_its_due_time_and_held_in_the_due_index(
     invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
     relay_env.setenv("RETRY_BASE_DELAY_SECONDS", "3600")
     sandbox.state.fault = lambda r: (503, "")
     assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).status == 200
-    assert aws.queued() == []
+    assert aws.delayed() == 1  # 15 minutes at most: it arrives early and is put back (below)
     record = aws.record(PURCHASE)
-    assert record is not None and record["due_at"] > time.time() + 1700  # the sweep will bring it back
+    assert record is not None and record["due_at"] > time.time() + 1700  # and the sweep holds it too
+
+
+def test_a_message_that_arrives_before_its_conversion_is_due_is_put_back_not_dropped(
+    invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+) -> None:
+    from postback_relay.local.apigw import LocalContext
+    from postback_relay.retry import retry_handler
+
+    relay_env.setenv("RETRY_BASE_DELAY_SECONDS", "3600")
+    sandbox.state.fault = lambda r: (503, "")
+    invoke.stripe(purchase(), TEST_STRIPE_SECRET)
+    aws.sqs.purge_queue(QueueUrl=aws.retry_url)
+    record = aws.record(PURCHASE)
+    assert record is not None
+    early = {"MessageId": "m1", "ReceiptHandle": "r1"}
+    body = {"conversion_id": PURCHASE, "due_at": float(record["due_at"])}
+    result = retry_handler(sqs_event([{**early, "Body": json.dumps(body)}], "arn:aws:sqs:::q"), LocalContext())
+    assert result == {"batchItemFailures": []} and len(sandbox.state.received) == 1  # no GET before its time
+    assert aws.delayed() == 1  # put back, with the remaining delay
+    assert aws.record(PURCHASE) == record  # and the record untouched
+    stale = {"conversion_id": PURCHASE, "due_at": float(record["due_at"]) - 60}  # for a due time since replaced
+    retry_handler(sqs_event([{**early, "Body": json.dumps(stale)}], "arn:aws:sqs:::q"), LocalContext())
+    assert aws.delayed() == 1  # dropped: the message queued for the current due time is on its way
 
 
 def test_a_rejection_during_a_retry_is_final(
@@ -116,8 +139,8 @@ def test_a_worker_killed_between_claim_and_send_is_sent_once_after_its_lease(
     invoke.stripe(purchase(), TEST_STRIPE_SECRET)
     aws.sqs.purge_queue(QueueUrl=aws.retry_url)
     sandbox.state.fault = None
-    dying = ConversionStore(aws.dynamodb, aws.table_name, 90, clock=lambda: time.time() - 28)
-    assert dying.claim(PURCHASE, 30) is not None  # claimed, then the worker dies: no send, no outcome
+    dying = ConversionStore(aws.dynamodb, aws.table_name, 90)
+    assert isinstance(dying.claim(PURCHASE, 2), Claim)  # claimed, then the worker dies: no send, no outcome
     lease_until = time.time() + 2
     assert sweep_once() == 0  # the lease still holds
     time.sleep(max(0.0, lease_until - time.time()) + 0.1)
@@ -153,9 +176,10 @@ def test_the_worker_and_a_redelivery_never_both_send(
     sandbox.state.fault = lambda r: (503, "")
     invoke.stripe(purchase(), TEST_STRIPE_SECRET)
     sandbox.state.fault = None
-    assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).body["status"] == "sent"  # the sender's redelivery
-    aws.drain()  # the queued retry finds it sent
+    assert invoke.stripe(purchase(), TEST_STRIPE_SECRET).body["status"] == "duplicate"  # the sender's redelivery
+    aws.drain()  # the queued retry sends it
     assert len(sandbox.state.accepted()) == 1
+    assert aws.record(PURCHASE)["status"] == "sent"  # type: ignore[index]
 
 
 def test_queue_messages_carry_only_the_conversion_key(invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox) -> None:

@@ -1,5 +1,5 @@
 """The secret the stack creates (template.yaml, RelaySecret): a generated postback_token and a placeholder for
-every other key. A placeholder counts as not configured: the source answers 503 source_not_configured, the
+every other key. A placeholder counts as not configured: the source answers 404 source_not_configured, the
 TrafficStars key is missing, and `check` names each key still to paste."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_a_source_whose_secret_is_a_placeholder_is_not_configured(invoke: Invoke
     aws.put_secret({"trafficstars_key": TEST_KEY, "stripe_webhook_secret": placeholder})
     body = stripe_event("checkout.session.completed", checkout_session(payment_intent="pi_placeholder"))
     reply = invoke.stripe(body, placeholder)  # even signed with the placeholder's text itself
-    assert (reply.status, reply.body["error"]) == (503, "source_not_configured")
+    assert (reply.status, reply.body["error"]) == (404, "source_not_configured")
     assert aws.items() == []
 
 

@@ -50,10 +50,13 @@ def test_the_table_is_on_demand_with_ttl_and_point_in_time_recovery(template: di
 
 
 def test_the_secret_is_a_parameter_and_the_policies_are_least_privilege(template: dict[str, Any]) -> None:
+    """Which function may do what is pinned against its calls in tests/test_permissions.py; here, the shape."""
     secret = {"If": ["CreateSecret", {"Ref": "RelaySecret"}, {"Ref": "SecretArn"}]}  # the stack's, or the one given
     for function in resources(template, "AWS::Serverless::Function").values():
         policies = function["Properties"]["Policies"]
-        assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": secret}} in policies
+        name = "AWSSecretsManagerGetSecretValuePolicy"
+        grants = [p[name] for p in policies if name in p]
+        assert grants in ([], [{"SecretArn": secret}])
         statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
         table = {"GetAtt": "ConversionsTable.Arn"}
         assert all(s["Resource"] in (table, {"Sub": "${ConversionsTable.Arn}/index/due"}) for s in statements)

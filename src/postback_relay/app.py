@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postback_relay import telemetry
-from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError
+from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError, SourceNotConfigured
 from postback_relay.routing import APPLICATION_JSON, Response, Router
 from postback_relay.runtime import get_runtime, load_settings
 from postback_relay.sources import POSTBACK_SOURCE, SOURCES
@@ -62,7 +62,8 @@ def relay_error(error: RelayError) -> Response[str]:
     log = logger.error if error.http_status >= 500 else logger.warning
     log("webhook refused", extra={"error": error.code, "reason": str(error), "http_status": error.http_status})
     source = str(app.context.get("source", telemetry.UNKNOWN_SOURCE))
-    telemetry.publish(telemetry.refusal_metrics(source, error.code))
+    looks_signed = isinstance(error, SourceNotConfigured) and error.looks_signed
+    telemetry.publish(telemetry.refusal_metrics(source, error.code, looks_signed))
     _annotate_trace(source, error.code, logger.get_correlation_id(), None)
     return _json(error.http_status, {"error": error.code, "message": str(error)})
 

@@ -86,10 +86,10 @@ def judge_secret(
             continue
         level: Level = "FAIL" if name in required_sources else "WARN"
         if field in placeholders:
-            detail = f"{field} is still the placeholder: {name} webhooks are answered 503 source_not_configured"
+            detail = f"{field} is still the placeholder: {name} webhooks are answered 404 source_not_configured"
             checks.append(Check(f"source {name}", level, detail, f"if you use {name}: {paste}"))
             continue
-        detail = f"{field} is not in the secret: {name} webhooks are answered 503 source_not_configured"
+        detail = f"{field} is not in the secret: {name} webhooks are answered 404 source_not_configured"
         checks.append(Check(f"source {name}", level, detail, f"if you use {name}, add {field}: {put}"))
     if configured == 0:
         checks.append(Check("sources", "FAIL", "no source has its signing secret: every webhook is refused", f"{put}"))

@@ -15,20 +15,10 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from postback_relay.conversion import CLICK_ID_PATTERN
+from postback_relay.record import Status
 
 CLICK_ID_INDEX = "click_id"
-STATUSES = (
-    "sending",
-    "sent",
-    "rejected",
-    "retry_pending",
-    "failed",
-    "no_click_id",
-    "invalid_click_id",
-    "test_mode",
-    "refunded",
-    "charged_back",
-)
+STATUSES = tuple(str(status) for status in Status)  # every status `recent --status` accepts
 # What `recent` reads of each record: enough for its table, a fraction of a record with its attempt log.
 RECENT_FIELDS = (
     "pk",

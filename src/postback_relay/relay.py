@@ -20,7 +20,8 @@ from aws_lambda_powertools.logging.exceptions import OrphanedChildLoggerError
 from postback_relay.backoff import next_attempt_at, parse_retry_after
 from postback_relay.conversion import Conversion, Ignored, Reversal, lead_code
 from postback_relay.money import decide_value, format_value
-from postback_relay.queue import MAX_DELAY_SECONDS, QueueUnavailable, RetryQueue
+from postback_relay.queue import QueueUnavailable, RetryQueue
+from postback_relay.record import IN_FLIGHT, OUTCOME_STATUS, UPGRADABLE, Status
 from postback_relay.secret_store import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
 from postback_relay.settings import Settings
 from postback_relay.sources.base import (
@@ -30,12 +31,13 @@ from postback_relay.sources.base import (
     SignatureMismatch,
     WebhookSource,
 )
-from postback_relay.store import NOT_FORWARDED, Claim, ConversionStore, StoreUnavailable, iso_timestamp
+from postback_relay.store import Claim, ConversionStore, StoreUnavailable, iso_timestamp
 from postback_relay.trafficstars import Answer, TrafficStarsClient
 
 logger = Logger(child=True)
 
-STATUS_BY_ANSWER = {"ok": "sent", "rejected": "rejected", "invalid_key": "rejected", "retryable": "retry_pending"}
+# The fields an upgrade (a later event with the click id) leaves as the first event wrote them.
+KEPT_ON_UPGRADE = ("source", "purchase_id", "first_event_id", "correlation_id")
 
 
 class RelayError(Exception):
@@ -58,7 +60,16 @@ class PayloadTooLarge(RelayError):
 
 
 class SourceNotConfigured(RelayError):
-    http_status, code = 503, "source_not_configured"
+    """A route whose platform has no signing secret in this deployment: 404, as for any path nothing serves,
+    so a scanner cannot trip the 5xx alarms. ``looks_signed`` when the request is a well-formed, fresh,
+    signed-looking delivery of that platform: then a platform is really sending to it, which the
+    UnconfiguredSourceDeliveries metric and its alarm (and `postback-relay check`) make visible."""
+
+    http_status, code = 404, "source_not_configured"
+
+    def __init__(self, message: str, looks_signed: bool = False) -> None:
+        super().__init__(message)
+        self.looks_signed = looks_signed
 
 
 class Unavailable(RelayError):
@@ -109,7 +120,7 @@ class Relay:
         secrets = self._verified_secrets(source, raw_body, headers)
         try:
             payload = json.loads(raw_body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8/16/32, or nested deeper than Python recurses
             raise BadRequest("body is not valid JSON") from None
         return self._process(source, payload, secrets)
 
@@ -143,7 +154,8 @@ class Relay:
         if not signing:
             refreshed = self._secrets.refresh()  # the key may have been added since the cache was filled
             if refreshed is None or not refreshed.signing_secrets(source.secret_field):
-                raise SourceNotConfigured(f"the secret has no {source.secret_field}: {source.name} is not set up")
+                message = f"the secret has no {source.secret_field}: {source.name} is not set up"
+                raise SourceNotConfigured(message, self._looks_signed(source, raw_body, headers))
             secrets, signing = refreshed, refreshed.signing_secrets(source.secret_field)
         now = self._clock()
         tolerance = self.settings.signature_tolerance_seconds
@@ -162,6 +174,17 @@ class Relay:
             raise Unauthorized(str(exc)) from None
         return refreshed
 
+    def _looks_signed(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> bool:
+        """True when the request passes every check of the platform's signature but the HMAC itself (which
+        needs the missing secret): verifying against no secret at all fails only on the match then."""
+        try:
+            source.verify(raw_body, headers, (), self._clock(), self.settings.signature_tolerance_seconds)
+        except SignatureMismatch:
+            return True
+        except SignatureError:
+            return False
+        return False  # unreachable: no secret, no match
+
     def _current_secrets(self) -> RelaySecrets:
         try:
             return self._secrets.get()
@@ -169,49 +192,46 @@ class Relay:
             raise Unavailable(str(exc)) from None
 
     def _convert(self, conversion: Conversion, secrets: RelaySecrets) -> Outcome:
+        """Record a delivery: a first one creates the record (and sends), a later event that brings the click
+        id a first one lacked upgrades it (and sends), any other is a duplicate that is only noted."""
         pk = conversion.identity
         status = self._initial_status(conversion)
-        fields = self._record_fields(conversion, status)
+        fields = self._record_fields(conversion)
         lease = self.settings.send_lease_seconds
-        begun = self._store.begin(pk, fields, conversion.event_id, conversion.event_type, lease)
-        if begun.created:
-            if begun.claim is None:
-                logger.info("conversion recorded, not forwarded", extra={"conversion_id": pk, "status": status})
-                return Outcome(200, status, {"status": status, "conversion_id": pk}, pk)
-            return self._send(pk, begun.claim, secrets, conversion.event_id)
-        existing = begun.existing or {}
-        existing_status = str(existing.get("status"))
-        claim: Claim | None = None
-        if existing_status in NOT_FORWARDED and status == "sending":
+        event_id, event_type = conversion.event_id, conversion.event_type
+        created = self._store.create(pk, status, fields, event_id, event_type, lease)
+        if isinstance(created, Claim):
+            return self._send(pk, created, secrets, event_id)
+        if created.done:
+            logger.info("conversion recorded, not forwarded", extra={"conversion_id": pk, "status": status})
+            return Outcome(200, status, {"status": status, "conversion_id": pk}, pk)
+        existing = created.record
+        if existing is not None and existing.status in UPGRADABLE and status is Status.SENDING:
             # Stripe fires payment_intent.succeeded before checkout.session.completed; only the later one may
             # carry the click id (client_reference_id). The record is upgraded, never duplicated.
-            kept = ("status", "source", "purchase_id", "first_event_id", "correlation_id")
-            upgrade = {k: v for k, v in fields.items() if k not in kept}
-            claim = self._store.claim(pk, lease, upgrade=upgrade)
-        elif existing_status == "retry_pending" or (
-            existing_status == "sending" and float(existing.get("lease_until", 0)) < self._clock()
-        ):
-            claim = self._store.claim(pk, lease)
-        if claim is not None:
-            return self._send(pk, claim, secrets, conversion.event_id)
+            upgrade = {k: v for k, v in fields.items() if k not in KEPT_ON_UPGRADE}
+            claim = self._store.upgrade(pk, upgrade, event_id, event_type, lease)
+            if claim is not None:
+                return self._send(pk, claim, secrets, event_id)
+        noted = self._store.note_delivery(pk, event_id, event_type) or existing
+        existing_status = str(noted.status) if noted is not None else "unknown"
         logger.info("duplicate delivery", extra={"conversion_id": pk, "conversion_status": existing_status})
         body = {"status": "duplicate", "conversion_id": pk, "conversion_status": existing_status}
         return Outcome(200, "duplicate", body, pk)
 
-    def _initial_status(self, conversion: Conversion) -> str:
+    def _initial_status(self, conversion: Conversion) -> Status:
         if not conversion.livemode and not self.settings.forward_test_events:
-            return "test_mode"
+            return Status.TEST_MODE
         if conversion.click_id is None:
-            return "invalid_click_id" if conversion.raw_click_id else "no_click_id"
-        return "sending"
+            return Status.INVALID_CLICK_ID if conversion.raw_click_id else Status.NO_CLICK_ID
+        return Status.SENDING
 
-    def _record_fields(self, conversion: Conversion, status: str) -> dict[str, Any]:
+    def _record_fields(self, conversion: Conversion) -> dict[str, Any]:
         settings = self.settings
         decision = decide_value(conversion.amount, settings.value_policy, settings.account_currency, settings.fx_rates)
         fields: dict[str, Any] = {
             "source": conversion.source,
             "purchase_id": conversion.purchase_id,
-            "status": status,
             "first_event_id": conversion.event_id,
             "correlation_id": conversion.event_id,  # the conversion's: the event that created the record
             "livemode": conversion.livemode,
@@ -235,15 +255,14 @@ class Relay:
     def _send(self, pk: str, claim: Claim, secrets: RelaySecrets, event_id: str | None = None) -> Outcome:
         """One attempt under ``claim``: the GET (and one more after a refetched key), then its outcome:
         sent, rejected (final), or retry_pending with its next due time (queued), or failed when the
-        retry window is spent (dead-letter queue). ``event_id`` is the delivery's (None on a retry)."""
+        retry window is spent (parked in the dead-letter queue first, so no failed record lacks its
+        message). ``event_id`` is the delivery's (None on a retry)."""
         record = claim.record
-        correlation_id = event_id or record.get("correlation_id") or record.get("first_event_id")
+        correlation_id = event_id or record.correlation_id or record.first_event_id
         if event_id is None and correlation_id:
-            _tag_logs(str(correlation_id))  # no delivery (a retry): the conversion's own id
-        value = record.get("value")
-        goal = str(record.get("goal", "purchase"))
+            _tag_logs(correlation_id)  # no delivery (a retry): the conversion's own id
         postback = self.settings.postback_options.postback(
-            str(record["click_id"]), str(record["lead_code"]), Decimal(value) if value else None, goal
+            str(record.click_id), str(record.lead_code), Decimal(record.value) if record.value else None, record.goal
         )
         try:
             key = secrets.trafficstars_key
@@ -257,25 +276,7 @@ class Relay:
                 if refreshed is not None and refreshed.trafficstars_key != key:
                     answers += (self._client.send(postback, refreshed.trafficstars_key),)
         final = answers[-1]
-        status = STATUS_BY_ANSWER[final.kind]
         now = self._clock()
-        due_at: float | None = None
-        if status == "retry_pending":
-            attempts_made = int(record.get("attempts", 1))
-            first = float(record.get("created_epoch", now))
-            retry_after = parse_retry_after(final.retry_after, now)
-            due_at = next_attempt_at(attempts_made, first, now, self._retry_policy, retry_after)
-            if due_at is None:
-                status = "failed"
-        fields: dict[str, Any] = {
-            "trafficstars_http_status": final.http_status,
-            "trafficstars_answer": final.message,
-            "trafficstars_reason": final.reason,
-            "last_attempt_at": iso_timestamp(now),
-            "next_attempt_at": iso_timestamp(due_at) if due_at is not None else None,
-        }
-        if status == "sent":
-            fields["sent_at"] = iso_timestamp(now)
         attempts = [
             {
                 "at": iso_timestamp(now),
@@ -287,18 +288,31 @@ class Relay:
             }
             for a in answers
         ]
+        status, due_at = self._outcome(pk, record.attempts, float(record.created_epoch or now), now, final)
+        fields: dict[str, Any] = {
+            "trafficstars_http_status": final.http_status,
+            "trafficstars_answer": final.message,
+            "trafficstars_reason": final.reason,
+            "last_attempt_at": iso_timestamp(now),
+            "next_attempt_at": iso_timestamp(due_at) if due_at is not None else None,
+            "sent_at": iso_timestamp(now) if status is Status.SENT else None,
+        }
         try:
             recorded = self._store.finish(
                 pk, claim, status, {k: v for k, v in fields.items() if v is not None}, attempts, due_at
             )
         except StoreUnavailable as exc:
-            recorded = False
+            recorded = None
             logger.error("outcome not recorded", extra={"conversion_id": pk, "status": status, "error": str(exc)})
-        if not recorded:
-            # The lease ends and the sweep finds the record in flight; the next attempt reuses the lead_code.
+        queued = False
+        if recorded is not None and recorded.done:
+            queued = status is Status.RETRY_PENDING and self._schedule(pk, due_at, now)
+        elif recorded is not None and recorded.record is not None:
+            # Reversed meanwhile (the attempt is logged on the reversed record) or taken over by another
+            # sender after the lease ran out: the record says what it is now.
             logger.warning("outcome not recorded under the claim", extra={"conversion_id": pk, "status": status})
-        queued = self._after_attempt(pk, status, due_at, now, final, int(record.get("attempts", 1)))
-        log = logger.warning if status != "sent" else logger.info
+            status = recorded.record.status
+        log = logger.warning if status is not Status.SENT else logger.info
         log(
             "postback " + status,
             extra={
@@ -307,58 +321,100 @@ class Relay:
                 "trafficstars_http_status": final.http_status,
             },
         )
-        body: dict[str, Any] = {"status": status, "conversion_id": pk}
-        if status in ("rejected", "failed"):
+        body: dict[str, Any] = {"status": str(status), "conversion_id": pk}
+        if status in (Status.REJECTED, Status.FAILED):
             body["reason"] = final.message
-        # A conversion waiting for a retry is durable and queued: the sender need not retry. Without a queue
-        # (or if SQS refused the message) 503 makes the sender redeliver, which retries it too.
-        http_status = 503 if status == "retry_pending" and not queued else 200
-        sent_value = postback.value if status == "sent" else None
-        return Outcome(http_status, status, body, pk, answers, sent_value, attempt=int(record.get("attempts", 1)))
+        # A conversion waiting for a retry is durable and queued: the sender need not retry. Without a queue,
+        # if SQS refused the message, or if the outcome could not be written, 503 makes the sender redeliver
+        # (a duplicate, only noted): the due index holds the record for the sweep either way.
+        unsettled = recorded is None or (status is Status.RETRY_PENDING and not queued)
+        sent_value = postback.value if status is Status.SENT else None
+        return Outcome(503 if unsettled else 200, str(status), body, pk, answers, sent_value, attempt=record.attempts)
 
-    def _after_attempt(
-        self, pk: str, status: str, due_at: float | None, now: float, final: Answer, attempts: int
-    ) -> bool:
-        """Queue the next try, or park an exhausted conversion in the dead-letter queue. True if queued."""
+    def _outcome(
+        self, pk: str, attempts: int, first_attempt_at: float, now: float, final: Answer
+    ) -> tuple[Status, float | None]:
+        """The status an attempt's answer leads to and, for a retry, when it is due. An exhausted conversion
+        is parked in the dead-letter queue before it is recorded failed; if that queue cannot take it, it
+        stays retry_pending (due after the base delay) and is parked by a later attempt."""
+        status = OUTCOME_STATUS.get(final.kind, Status.RETRY_PENDING)
+        if status is not Status.RETRY_PENDING:
+            return status, None
+        retry_after = parse_retry_after(final.retry_after, now)
+        due_at = next_attempt_at(attempts, first_attempt_at, now, self._retry_policy, retry_after)
+        if due_at is not None:
+            return status, due_at
         if self._queue is None:
+            return Status.FAILED, None  # nowhere to park it: the record and the alarm on failed say it all
+        try:
+            self._queue.dead_letter(pk, final.message, attempts)
+        except QueueUnavailable as exc:
+            logger.error("dead-letter queue unavailable", extra={"conversion_id": pk, "error": str(exc)})
+            return Status.RETRY_PENDING, now + self._retry_policy.base_delay_seconds
+        return Status.FAILED, None
+
+    def _schedule(self, pk: str, due_at: float | None, now: float) -> bool:
+        """Queue the next try; True once it is queued or the wait is longer than SQS can delay (the worker
+        re-queues an early message, and the sweep finds the record in the due index either way)."""
+        if self._queue is None or due_at is None:
             return False
         try:
-            if status == "retry_pending" and due_at is not None:
-                if due_at - now <= MAX_DELAY_SECONDS:
-                    self._queue.schedule(pk, due_at - now)
-                return True  # a longer wait is the sweep's: the due index holds it
-            if status == "failed":
-                self._queue.dead_letter(pk, final.message, attempts)
+            self._queue.schedule(pk, due_at - now, due_at)
         except QueueUnavailable as exc:
             logger.error("retry queue unavailable", extra={"conversion_id": pk, "error": str(exc)})
-        return False
+            return False
+        return True
 
-    def retry(self, conversion_id: str) -> Outcome | None:
-        """The retry worker's attempt at one conversion; None when it is not (or no longer) due: sent in the
-        meantime, claimed by another sender, or waiting for a later time the sweep will bring it back at."""
+    def retry(self, conversion_id: str, message_due_at: float | None = None) -> Outcome | None:
+        """The retry worker's attempt at one conversion; None when it is not (or no longer) due: finished or
+        reversed meanwhile, or held by another sender. A message that arrives before its conversion is due
+        (``message_due_at``, the due time it was queued for, is still the record's) is put back with the
+        remaining delay rather than dropped."""
         secrets = self._current_secrets()  # before the claim: a claim without a key would only strand it
         try:
-            claim = self._store.claim(conversion_id, self.settings.send_lease_seconds, due_only=True)
+            claimed = self._store.claim(conversion_id, self.settings.send_lease_seconds)
         except StoreUnavailable as exc:
             raise Unavailable(str(exc)) from None
-        if claim is None:
-            return None
-        return self._send(conversion_id, claim, secrets)
+        if isinstance(claimed, Claim):
+            return self._send(conversion_id, claimed, secrets)
+        record, now = claimed.record, self._clock()
+        if (
+            record is not None
+            and record.status in IN_FLIGHT
+            and record.due_at is not None
+            and float(record.due_at) > now
+            and message_due_at is not None
+            and abs(float(record.due_at) - message_due_at) < 0.001
+            and self._queue is not None
+        ):
+            self._queue.schedule(conversion_id, float(record.due_at) - now, float(record.due_at))
+            logger.info("early message put back", extra={"conversion_id": conversion_id})
+        return None
 
-    def sweep(self, limit: int = 500) -> int:
+    def sweep(self, deadline: Callable[[], bool] = lambda: False) -> int:
         """Re-queue every conversion whose due time passed more than the grace period ago: a lost message, a
-        sender that died holding its lease, a wait longer than SQS can delay. Returns how many were queued."""
+        sender that died holding its lease, a wait longer than SQS can delay. Pages through the whole due
+        index (it holds only the backlog), oldest first, until ``deadline()`` says the invocation's time is
+        nearly spent; the next run goes on from the oldest. Returns how many were queued."""
         if self._queue is None:
             return 0
+        queued = 0
+        batch: list[tuple[str, float]] = []
         try:
-            due = self._store.due(self._clock() - self.settings.sweep_grace_seconds, limit)
+            for due in self._store.due(self._clock() - self.settings.sweep_grace_seconds):
+                batch.append((due.pk, float(due.due_at)))
+                if len(batch) == 10:
+                    queued += self._queue.schedule_now(batch)
+                    batch = []
+                    if deadline():
+                        break
+            if batch:
+                queued += self._queue.schedule_now(batch)
         except StoreUnavailable as exc:
             raise Unavailable(str(exc)) from None
-        for conversion_id in due:
-            self._queue.schedule(conversion_id, 0)
-        if due:
-            logger.warning("sweep re-queued stranded conversions", extra={"count": len(due)})
-        return len(due)
+        if queued:
+            logger.warning("sweep re-queued stranded conversions", extra={"count": queued})
+        return queued
 
     def _reverse(self, reversal: Reversal) -> Outcome:
         fields = {

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from postback_relay.queue import RetryQueue
+from postback_relay.record import REPLAYABLE as REPLAYABLE_STATUSES
 from postback_relay.store import ConversionStore
 
-REPLAYABLE = ("failed", "rejected", "retry_pending")
+REPLAYABLE = tuple(sorted(str(status) for status in REPLAYABLE_STATUSES))  # failed, rejected, retry_pending
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _replay_one(
     if dry_run:
         report.queued.append(conversion_id)
         return
-    if not store.reopen(conversion_id, REPLAYABLE):
+    if not store.reopen(conversion_id):
         report.skipped[conversion_id] = "changed meanwhile (sent or in flight)"
         return
     queue.schedule(conversion_id, 0)

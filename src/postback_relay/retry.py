@@ -28,9 +28,11 @@ load_settings()  # fail at start, naming the setting
 
 def retry_record(record: SQSRecord) -> None:
     """One queued conversion. Raising leaves the message to SQS (visibility timeout, then the DLQ)."""
-    conversion_id = json.loads(record.body)["conversion_id"]
+    message = json.loads(record.body)
+    conversion_id = message["conversion_id"]
     logger.append_keys(conversion_id=conversion_id)
-    outcome = get_runtime().relay.retry(conversion_id)
+    due_at = message.get("due_at")
+    outcome = get_runtime().relay.retry(conversion_id, float(due_at) if due_at is not None else None)
     if outcome is None:
         logger.info("not due or already handled")
         return
@@ -48,7 +50,7 @@ def retry_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemF
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def sweep_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    """Scheduled: re-queue conversions stranded past their due time."""
-    count = get_runtime().relay.sweep()
+    """Scheduled: re-queue conversions stranded past their due time, stopping 10 s before the timeout."""
+    count = get_runtime().relay.sweep(lambda: context.get_remaining_time_in_millis() < 10_000)
     metrics.add_metric(name=telemetry.SWEPT, unit=MetricUnit.Count, value=count)
     return {"requeued": count}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from postback_relay.relay import Relay
 from postback_relay.settings import Settings
@@ -39,6 +41,13 @@ def get_runtime() -> Runtime:
     return _runtime
 
 
+def install_runtime(runtime: Runtime) -> None:
+    """Use ``runtime`` for every later request (tests that build their own, with a clock of their own)."""
+    global _settings, _runtime
+    with _lock:
+        _settings, _runtime = runtime.settings, runtime
+
+
 def reset_runtime() -> None:
     """Forget settings and clients, so the next request reads the environment again (tests, local run)."""
     global _settings, _runtime
@@ -46,8 +55,9 @@ def reset_runtime() -> None:
         _settings, _runtime = None, None
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Wire the adapters: botocore retries bounded so a throttled dependency turns into a quick 5xx."""
+def build_runtime(settings: Settings, clock: Callable[[], float] = time.time, sqs: Any = None) -> Runtime:
+    """Wire the adapters: botocore retries bounded so a throttled dependency turns into a quick 5xx.
+    ``clock`` and ``sqs`` are for tests that drive time and the queue themselves (the model-based test)."""
     import boto3
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
     from botocore.config import Config
@@ -71,7 +81,7 @@ def build_runtime(settings: Settings) -> Runtime:
         from postback_relay.queue import RetryQueue
 
         queue = RetryQueue(
-            session.client("sqs", config=aws_config), settings.retry_queue_url, settings.dead_letter_queue_url
+            sqs or session.client("sqs", config=aws_config), settings.retry_queue_url, settings.dead_letter_queue_url
         )
     secrets = SecretStore(
         settings.secret_id,
@@ -79,11 +89,11 @@ def build_runtime(settings: Settings) -> Runtime:
         settings.secret_max_age_seconds,
         settings.secret_refresh_min_interval_seconds,
     )
-    store = ConversionStore(dynamodb, settings.table_name, settings.retention_days)
+    store = ConversionStore(dynamodb, settings.table_name, settings.retention_days, clock)
     client = TrafficStarsClient(
         settings.trafficstars_url,
         settings.connect_timeout_seconds,
         settings.read_timeout_seconds,
         form=settings.postback_options.form,
     )
-    return Runtime(settings, Relay(settings, secrets, store, client, queue))
+    return Runtime(settings, Relay(settings, secrets, store, client, queue, clock))

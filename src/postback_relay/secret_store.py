@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 TRAFFICSTARS_KEY = "trafficstars_key"
 # The values the stack writes into the secret it creates (template.yaml, RelaySecret) until the operator pastes
 # the real ones. A value starting with this counts as absent, so a source whose secret is still a placeholder is
-# answered 503 source_not_configured (and never verifies a signature against the placeholder's text), and a
+# answered 404 source_not_configured (and never verifies a signature against the placeholder's text), and a
 # placeholder TrafficStars key leaves postbacks retry_pending instead of sending it to TrafficStars.
 PLACEHOLDER_PREFIX = "PLACEHOLDER"
 

@@ -1,25 +1,45 @@
-"""The DynamoDB record of each conversion: one item per identity, written before anything is sent.
+"""The DynamoDB record of each conversion: one item per identity, written before anything is sent, and
+changed only by the transitions declared in `record.py`.
 
-Every write is a single conditional UpdateItem, so a duplicate costs one call and two concurrent deliveries
-of one purchase cannot both win: the first creates the item already claimed for sending; the others see it."""
+Each transition is one conditional UpdateItem whose condition is the transition's from-states and guards,
+so two concurrent deliveries of one purchase cannot both create it, a refund that lands mid-send cannot be
+overwritten by the send's outcome, and a final record leaves the due index in the same write that makes it
+final. A refused transition returns the record as it was (``ReturnValuesOnConditionCheckFailure``), so the
+caller decides what to do next without another read."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from postback_relay.record import (
+    CLAIM,
+    DUE_SHARD,
+    FINISH,
+    HOLD,
+    LATE_OUTCOME,
+    NOTE_DELIVERY,
+    NOTE_PARTIAL_REFUND,
+    RECORD,
+    REOPEN,
+    RETRY,
+    REVERSE,
+    UPGRADE,
+    ConversionRecord,
+    Status,
+    Step,
+    Transition,
+    iso,
+    update_for,
+)
+
 DUE_INDEX = "due"  # sparse GSI: only records in flight or waiting carry due_shard/due_at
-DUE_SHARD = "due"
-FINAL_STATUSES = frozenset({"sent", "rejected", "failed", "refunded", "charged_back"})
-NOT_FORWARDED = frozenset({"no_click_id", "invalid_click_id", "test_mode"})
-CLAIMABLE = ("retry_pending",)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -34,19 +54,26 @@ class Claim(NamedTuple):
 
     token: str
     lease_until: float
-    record: dict[str, Any]
+    record: ConversionRecord
 
 
-class Begin(NamedTuple):
-    """The result of recording a delivery: the claim if this delivery created the record, else the record."""
+class Applied(NamedTuple):
+    """A transition's result: whether it happened, and the record after it (or as it was, when refused;
+    None when there is no record)."""
 
-    created: bool
-    claim: Claim | None
-    existing: dict[str, Any] | None
+    done: bool
+    record: ConversionRecord | None
+
+
+class Due(NamedTuple):
+    """A record the due index holds: its key and when it is due."""
+
+    pk: str
+    due_at: Decimal
 
 
 class ConversionStore:
-    """Data access for the conversions table."""
+    """Executes the record's transitions against the conversions table; reads for operators and tests."""
 
     def __init__(
         self, client: Any, table_name: str, retention_days: int, clock: Callable[[], float] = time.time
@@ -56,250 +83,145 @@ class ConversionStore:
         self._retention_seconds = retention_days * 86_400
         self._clock = clock
 
-    def begin(self, pk: str, fields: Mapping[str, Any], event_id: str, event_type: str, lease_seconds: int) -> Begin:
-        """Create the record for a delivery (claimed for sending when ``fields['status']`` is ``sending``),
-        or, if it exists, only note the event on it and return the record as it was."""
+    def create(
+        self, pk: str, status: Status, fields: Mapping[str, Any], event_id: str, event_type: str, lease_seconds: int
+    ) -> Claim | Applied:
+        """Create the record of a first delivery: claimed for sending (``sending``) or held (no click id, test
+        mode). A Claim when it was created for sending; otherwise Applied, whose record is the existing one
+        when the purchase was recorded before (``done`` False)."""
         now = self._clock()
         token = uuid.uuid4().hex
-        initial = dict(fields)
-        initial.update(received_at=iso_timestamp(now), created_epoch=int(now), attempts=0, deliveries=0)
-        if initial["status"] == "sending":
-            until = now + lease_seconds
-            initial.update(lease_token=token, lease_until=until, attempts=1, due_shard=DUE_SHARD, due_at=until)
-        names: dict[str, str] = {"#event_ids": "event_ids", "#event_types": "event_types", "#deliveries": "deliveries"}
-        values: dict[str, Any] = {":event_id": {event_id}, ":event_type": {event_type}, ":one": 1}
-        assignments = _set_fields(
-            {k: v for k, v in initial.items() if k != "deliveries"}, "f", names, values, keep_existing=True
+        held = status is not Status.SENDING
+        step = Step(
+            now,
+            target=status,
+            fields=fields,
+            token=None if held else token,
+            lease_until=None if held else now + lease_seconds,
+            event_id=event_id,
+            event_type=event_type,
+            expires_at=int(now) + self._retention_seconds,
         )
-        names.update({"#updated_at": "updated_at", "#expires_at": "expires_at"})
-        values.update({":updated_at": iso_timestamp(now), ":expires_at": int(now) + self._retention_seconds})
-        assignments += ["#updated_at = :updated_at", "#expires_at = :expires_at"]
-        old = self._update(
-            pk,
-            "SET " + ", ".join(assignments) + " ADD #event_ids :event_id, #event_types :event_type, #deliveries :one",
-            names,
-            values,
-            return_values="ALL_OLD",
-        )
-        if old is None:
-            return Begin(False, None, None)  # unreachable: an unconditional update always succeeds
-        if not old:
-            record = {**initial, "pk": pk, "deliveries": 1}
-            claim = Claim(token, initial["lease_until"], record) if initial["status"] == "sending" else None
-            return Begin(True, claim, None)
-        return Begin(False, None, old)
+        applied = self.apply(HOLD if held else RECORD, pk, step)
+        if applied.done and not held and applied.record is not None:
+            return Claim(token, now + lease_seconds, applied.record)
+        return applied
 
-    def claim(
-        self, pk: str, lease_seconds: int, upgrade: Mapping[str, Any] | None = None, due_only: bool = False
+    def upgrade(
+        self, pk: str, fields: Mapping[str, Any], event_id: str, event_type: str, lease_seconds: int
     ) -> Claim | None:
-        """Take the right to send: from ``retry_pending`` (with ``due_only``, only once its time has come), from
-        ``sending`` whose lease has expired, or (with ``upgrade``, the fields of a later event that has a click
-        id) from ``no_click_id``/``invalid_click_id``. The lease's end is also the record's due time, so a
-        sender that dies holding it is found by the sweep."""
+        """Claim a record that had no (valid) click id with a later event's fields that have one."""
         now = self._clock()
         token = uuid.uuid4().hex
-        names = {
-            "#status": "status",
-            "#lease_token": "lease_token",
-            "#lease_until": "lease_until",
-            "#attempts": "attempts",
-            "#updated_at": "updated_at",
-            "#due_shard": "due_shard",
-            "#due_at": "due_at",
-        }
-        values: dict[str, Any] = {
-            ":sending": "sending",
-            ":token": token,
-            ":until": now + lease_seconds,
-            ":one": 1,
-            ":updated_at": iso_timestamp(now),
-            ":due_shard": DUE_SHARD,
-        }
-        assignments = [
-            "#status = :sending",
-            "#lease_token = :token",
-            "#lease_until = :until",
-            "#updated_at = :updated_at",
-            "#due_shard = :due_shard",
-            "#due_at = :until",
-        ]
-        if upgrade:
-            condition = "#status IN (:no_click_id, :invalid_click_id)"
-            values.update({":no_click_id": "no_click_id", ":invalid_click_id": "invalid_click_id"})
-            assignments += _set_fields(upgrade, "u", names, values)
-        else:
-            retry = "(#status = :retry AND #due_at <= :now)" if due_only else "#status = :retry"
-            condition = f"{retry} OR (#status = :sending AND #lease_until < :now)"
-            values.update({":retry": "retry_pending", ":now": now})
-        record = self._update(
-            pk,
-            "SET " + ", ".join(assignments) + " ADD #attempts :one",
-            names,
-            values,
-            condition=condition,
-            return_values="ALL_NEW",
+        step = Step(
+            now, fields=fields, token=token, lease_until=now + lease_seconds, event_id=event_id, event_type=event_type
         )
-        if record is None:
-            return None
-        return Claim(token, values[":until"], record)
+        applied = self.apply(UPGRADE, pk, step)
+        return Claim(token, now + lease_seconds, applied.record) if applied.done and applied.record else None
+
+    def note_delivery(self, pk: str, event_id: str, event_type: str) -> ConversionRecord | None:
+        """Note a duplicate delivery (its event id and type, one more delivery) and nothing else."""
+        return self.apply(NOTE_DELIVERY, pk, Step(self._clock(), event_id=event_id, event_type=event_type)).record
+
+    def claim(self, pk: str, lease_seconds: int) -> Claim | Applied:
+        """Take the right to send: from ``retry_pending`` once it is due, or from ``sending`` whose lease has
+        expired (its sender died). The lease's end is also the record's due time, so a sender that dies
+        holding it is found by the sweep. Applied (with the record as it is) when it is not claimable."""
+        now = self._clock()
+        token = uuid.uuid4().hex
+        applied = self.apply(CLAIM, pk, Step(now, token=token, lease_until=now + lease_seconds))
+        if applied.done and applied.record is not None:
+            return Claim(token, now + lease_seconds, applied.record)
+        return applied
 
     def finish(
         self,
         pk: str,
         claim: Claim,
-        status: str,
+        status: Status,
         fields: Mapping[str, Any],
         attempts: list[dict[str, Any]],
         due_at: float | None = None,
-    ) -> bool:
-        """Write an attempt's outcome under the claim; False if the lease was lost (another sender holds it).
-        ``due_at`` keeps a ``retry_pending`` record in the due index; any other outcome leaves it."""
+    ) -> Applied:
+        """Write an attempt's outcome under the claim: sent, rejected or failed (leaving the due index), or
+        retry_pending due at ``due_at``. Not done when the claim no longer holds: another sender took the
+        lease, or the purchase was reversed meanwhile, in which case the attempt is still logged on the
+        reversed record and ``status_before_reversal`` says what became of the send. The record as it is."""
         now = self._clock()
-        names = {
-            "#status": "status",
-            "#lease_token": "lease_token",
-            "#lease_until": "lease_until",
-            "#attempt_log": "attempt_log",
-            "#updated_at": "updated_at",
-            "#due_shard": "due_shard",
-            "#due_at": "due_at",
-        }
-        values: dict[str, Any] = {
-            ":status": status,
-            ":token": claim.token,
-            ":entry": attempts,
-            ":empty": [],
-            ":updated_at": iso_timestamp(now),
-        }
-        assignments = [
-            "#status = :status",
-            "#updated_at = :updated_at",
-            "#attempt_log = list_append(if_not_exists(#attempt_log, :empty), :entry)",
-        ]
-        assignments += _set_fields(fields, "o", names, values)
-        removals = ["#lease_token", "#lease_until"]
-        if due_at is not None:
-            values.update({":due_shard": DUE_SHARD, ":due_at": due_at})
-            assignments += ["#due_shard = :due_shard", "#due_at = :due_at"]
-        else:
-            removals += ["#due_shard", "#due_at"]
-        result = self._update(
-            pk,
-            "SET " + ", ".join(assignments) + " REMOVE " + ", ".join(removals),
-            names,
-            values,
-            condition="#lease_token = :token",
-            return_values="NONE",
-        )
-        return result is not None
+        transition = RETRY if status is Status.RETRY_PENDING else FINISH
+        step = Step(now, target=status, fields=fields, token=claim.token, due_at=due_at, attempts=tuple(attempts))
+        applied = self.apply(transition, pk, step)
+        if not applied.done and applied.record is not None and applied.record.status_before_reversal == "sending":
+            late = self.apply(LATE_OUTCOME, pk, step)
+            return Applied(False, late.record)
+        return applied
 
     def mark_reversal(self, pks: tuple[str, ...], kind: str, event_id: str, fields: Mapping[str, Any]) -> str | None:
-        """Mark the first existing record among ``pks`` as refunded/charged back; returns its key or None.
-
-        A partial refund is noted without changing the status; a full refund or chargeback also stops a
-        conversion that has not been sent yet from ever being sent."""
+        """Mark the first existing record among ``pks`` as refunded/charged back/cancelled; returns its key or
+        None. A partial refund is noted without changing the status; any other reversal is final for
+        sending: it takes the record out of the due index and drops any lease, so no send can finish it."""
         now = self._clock()
+        reversal = {"reversal_kind": kind, "reversal_event_id": event_id, "reversed_at": iso(now), **fields}
         for pk in pks:
-            names = {
-                "#reversal_kind": "reversal_kind",
-                "#reversal_event_id": "reversal_event_id",
-                "#reversed_at": "reversed_at",
-                "#event_ids": "event_ids",
-                "#updated_at": "updated_at",
-                "#pk": "pk",
-            }
-            values: dict[str, Any] = {
-                ":kind": kind,
-                ":event_id": event_id,
-                ":at": iso_timestamp(now),
-                ":ids": {event_id},
-                ":updated_at": iso_timestamp(now),
-            }
-            assignments = [
-                "#reversal_kind = :kind",
-                "#reversal_event_id = :event_id",
-                "#reversed_at = :at",
-                "#updated_at = :updated_at",
-            ]
-            if kind != "partially_refunded":
-                names.update({"#status": "status", "#status_before_reversal": "status_before_reversal"})
-                values[":status"] = kind
-                assignments += [
-                    "#status_before_reversal = if_not_exists(#status_before_reversal, #status)",
-                    "#status = :status",
-                ]
-                names.update({"#due_shard": "due_shard", "#due_at": "due_at"})
-            assignments += _set_fields(fields, "r", names, values)
-            removal = " REMOVE #due_shard, #due_at" if "#due_shard" in names else ""
-            result = self._update(
-                pk,
-                "SET " + ", ".join(assignments) + " ADD #event_ids :ids" + removal,
-                names,
-                values,
-                condition="attribute_exists(#pk)",
-                return_values="NONE",
-            )
-            if result is not None:
+            if kind == "partially_refunded":
+                step = Step(now, fields=reversal, event_id=event_id)
+                applied = self.apply(NOTE_PARTIAL_REFUND, pk, step)
+            else:
+                applied = self.apply(REVERSE, pk, Step(now, target=Status(kind), fields=reversal, event_id=event_id))
+            if applied.done:
                 return pk
         return None
 
-    def reopen(self, pk: str, from_statuses: tuple[str, ...]) -> bool:
-        """Put a record back to ``retry_pending``, due now, if its status is one of ``from_statuses`` (replay).
-        A record that was sent in the meantime is left alone, so replaying twice still sends once."""
-        now = self._clock()
-        names = {
-            "#status": "status",
-            "#due_shard": "due_shard",
-            "#due_at": "due_at",
-            "#replays": "replays",
-            "#updated_at": "updated_at",
-        }
-        values: dict[str, Any] = {
-            ":retry": "retry_pending",
-            ":due_shard": DUE_SHARD,
-            ":now": now,
-            ":one": 1,
-            ":updated_at": iso_timestamp(now),
-        }
-        placeholders = []
-        for index, status in enumerate(from_statuses):
-            values[f":from{index}"] = status
-            placeholders.append(f":from{index}")
-        result = self._update(
-            pk,
-            "SET #status = :retry, #due_shard = :due_shard, #due_at = :now, #updated_at = :updated_at "
-            "ADD #replays :one",
-            names,
-            values,
-            condition=f"#status IN ({', '.join(placeholders)})",
-            return_values="NONE",
-        )
-        return result is not None
+    def reopen(self, pk: str) -> bool:
+        """Put a failed, rejected or waiting record back to ``retry_pending``, due now (replay). A record sent,
+        reversed or in flight in the meantime is left alone, so replaying twice still sends once."""
+        return self.apply(REOPEN, pk, Step(self._clock(), due_at=self._clock())).done
 
-    def due(self, before: float, limit: int) -> list[str]:
-        """Keys of records in flight or waiting whose due time is before ``before``, oldest first: the
-        conversions a lost message or a crashed sender would otherwise strand."""
-        keys: list[str] = []
+    def apply(self, transition: Transition, pk: str, step: Step) -> Applied:
+        """Execute one declared transition as one conditional UpdateItem."""
+        update = update_for(transition, step)
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": pk}},
+            "UpdateExpression": update.expression,
+            "ConditionExpression": update.condition,
+            "ExpressionAttributeNames": update.names,
+            "ExpressionAttributeValues": {name: to_wire(value) for name, value in update.values.items()},
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        try:
+            response = self._client.update_item(**request)
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                old = exc.response.get("Item")
+                return Applied(False, ConversionRecord.from_item(_from_item(old)) if old else None)
+            raise StoreUnavailable(f"DynamoDB update_item failed: {_error_code(exc)}") from None
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"DynamoDB update_item failed: {type(exc).__name__}") from None
+        return Applied(True, ConversionRecord.from_item(_from_item(response.get("Attributes") or {"pk": {"S": pk}})))
+
+    def due(self, before: float) -> Iterator[Due]:
+        """Every record in flight or waiting whose due time is at or before ``before``, oldest first, page by
+        page: the conversions a lost message or a crashed sender would otherwise strand. The index holds no
+        final record, so this reads the backlog and nothing else."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": DUE_INDEX,
             "KeyConditionExpression": "#due_shard = :due_shard AND #due_at <= :before",
             "ExpressionAttributeNames": {"#due_shard": "due_shard", "#due_at": "due_at"},
-            "ExpressionAttributeValues": {
-                ":due_shard": {"S": DUE_SHARD},
-                ":before": _serializer.serialize(_storable(before)),
-            },
+            "ExpressionAttributeValues": {":due_shard": {"S": DUE_SHARD}, ":before": to_wire(before)},
         }
-        try:
-            while len(keys) < limit:
-                response = self._client.query(**request, Limit=min(1000, limit - len(keys)))
-                keys += [item["pk"]["S"] for item in response.get("Items", [])]
-                if "LastEvaluatedKey" not in response:
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"DynamoDB query failed: {_error_code(exc)}") from None
-        return keys
+        while True:
+            try:
+                response = self._client.query(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreUnavailable(f"DynamoDB query failed: {_error_code(exc)}") from None
+            for item in response.get("Items", []):
+                yield Due(item["pk"]["S"], DYNAMODB_CONTEXT.create_decimal(item["due_at"]["N"]))
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def select(
         self, statuses: tuple[str, ...] = (), since: str | None = None, click_id: str | None = None
@@ -344,57 +266,6 @@ class ConversionStore:
             raise StoreUnavailable(f"DynamoDB get_item failed: {_error_code(exc)}") from None
         item = response.get("Item")
         return _from_item(item) if item else None
-
-    def _update(
-        self,
-        pk: str,
-        expression: str,
-        names: Mapping[str, str],
-        values: Mapping[str, Any],
-        *,
-        condition: str | None = None,
-        return_values: str,
-    ) -> dict[str, Any] | None:
-        """One UpdateItem. Returns the returned attributes ({} if none), or None when the condition failed."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": {"pk": {"S": pk}},
-            "UpdateExpression": expression,
-            "ExpressionAttributeNames": dict(names),
-            "ExpressionAttributeValues": {name: to_wire(value) for name, value in values.items()},
-            "ReturnValues": return_values,
-        }
-        if condition:
-            request["ConditionExpression"] = condition
-        try:
-            response = self._client.update_item(**request)
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise StoreUnavailable(f"DynamoDB update_item failed: {_error_code(exc)}") from None
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB update_item failed: {type(exc).__name__}") from None
-        return _from_item(response.get("Attributes") or {})
-
-
-def _set_fields(
-    fields: Mapping[str, Any],
-    prefix: str,
-    names: dict[str, str],
-    values: dict[str, Any],
-    keep_existing: bool = False,
-) -> list[str]:
-    """SET clauses for ``fields`` (None values skipped), registering their placeholders in ``names`` and
-    ``values``; with ``keep_existing``, an attribute already on the item keeps its value."""
-    clauses: list[str] = []
-    for index, (name, value) in enumerate(fields.items()):
-        if value is None:
-            continue
-        names[f"#{prefix}{index}"] = name
-        values[f":{prefix}{index}"] = value
-        target = f"if_not_exists(#{prefix}{index}, :{prefix}{index})" if keep_existing else f":{prefix}{index}"
-        clauses.append(f"#{prefix}{index} = {target}")
-    return clauses
 
 
 def _storable(value: Any) -> Any:
@@ -475,4 +346,4 @@ def _error_code(exc: Exception) -> str:
 
 def iso_timestamp(epoch: float) -> str:
     """UTC ISO-8601 with milliseconds, the form every timestamp in a record has."""
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")
+    return iso(epoch)

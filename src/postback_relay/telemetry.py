@@ -33,6 +33,9 @@ RETRIES = "Retries"  # attempts after a conversion's first (a sender's redeliver
 VALUE_SENT = "ValueSent"  # the value of sent postbacks, in the account currency
 COLD_START = "ColdStart"  # powertools' own, by function_name
 SWEPT = "SweptConversions"  # conversions the sweep re-queued (lost message, crashed sender, long backoff)
+# Deliveries shaped and signed like a platform's, to the route of a platform whose secret is missing: a real
+# misconfiguration (its own alarm), told apart from a scanner's request, which only counts in Webhooks.
+UNCONFIGURED = "UnconfiguredSourceDeliveries"
 
 UNKNOWN_SOURCE = "unknown"  # the source of a webhook to a path no source serves (never the path itself)
 DEFAULT_SERVICE = "postback-relay"
@@ -79,9 +82,13 @@ def attempt_metrics(source: str, outcome: Outcome) -> list[MetricRecord]:
     return [postbacks, *_attempt_details(source, outcome)]
 
 
-def refusal_metrics(source: str, code: str) -> list[MetricRecord]:
-    """A webhook answered with an error (bad signature, oversized body, unavailable dependency, …)."""
-    return [_webhook(source, code)]
+def refusal_metrics(source: str, code: str, looks_signed: bool = False) -> list[MetricRecord]:
+    """A webhook answered with an error (bad signature, oversized body, unavailable dependency, …);
+    ``looks_signed`` for a well-formed, signed-looking delivery to a source without its secret."""
+    records = [_webhook(source, code)]
+    if looks_signed:
+        records.append(MetricRecord(({"source": source}, {}), (Measurement(UNCONFIGURED, MetricUnit.Count, 1),)))
+    return records
 
 
 def source_of(conversion_id: str) -> str:

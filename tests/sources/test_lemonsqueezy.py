@@ -268,10 +268,10 @@ class TestThroughTheHandler:
             assert (reply.status, reply.body["error"]) == (400, "malformed_body")
         assert aws.items() == []
 
-    def test_without_its_secret_lemon_squeezy_is_503_and_accepts_nothing(self, invoke: Invoker, aws: Aws) -> None:
+    def test_without_its_secret_lemon_squeezy_is_404_and_accepts_nothing(self, invoke: Invoker, aws: Aws) -> None:
         aws.put_secret({"trafficstars_key": TEST_KEY})
         reply = deliver(invoke, webhook("order_created", ls_order()))
-        assert (reply.status, reply.body["error"]) == (503, "source_not_configured")
+        assert (reply.status, reply.body["error"]) == (404, "source_not_configured")
         assert aws.items() == []
 
 

@@ -183,10 +183,10 @@ class TestThroughTheHandler:
             assert (reply.status, reply.body["error"]) == (400, "malformed_body")
         assert aws.items() == []
 
-    def test_without_a_postback_token_the_route_is_503_and_accepts_nothing(self, invoke: Invoker, aws: Aws) -> None:
+    def test_without_a_postback_token_the_route_is_404_and_accepts_nothing(self, invoke: Invoker, aws: Aws) -> None:
         aws.put_secret({"trafficstars_key": TEST_KEY})
         reply = fire(invoke, query(token=TOKEN))
-        assert (reply.status, reply.body["error"]) == (503, "source_not_configured")
+        assert (reply.status, reply.body["error"]) == (404, "source_not_configured")
         assert aws.items() == []
 
     def test_the_token_appears_in_no_log_line_item_or_answer(

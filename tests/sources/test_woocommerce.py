@@ -220,7 +220,7 @@ class TestThroughTheHandler:
         # WooCommerce pings when the webhook is saved, before its secret can have reached the relay.
         aws.put_secret({"trafficstars_key": TEST_KEY})
         assert ping(invoke).status == 200
-        assert deliver(invoke, "order.created", wc_order()).status == 503
+        assert deliver(invoke, "order.created", wc_order()).status == 404
 
     def test_other_unsigned_form_posts_are_refused(self, invoke: Invoker, aws: Aws) -> None:
         assert ping(invoke, b"webhook_id=12&status=processing").status == 401

@@ -4,6 +4,7 @@ atomically: without this, two concurrent conditional writes to moto's in-memory 
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,13 +24,16 @@ class SerializedMotoServer:
         self._lock = threading.Lock()
         self.fault: Callable[[dict[str, Any]], bool] | None = None
         self.calls: list[str] = []
+        # (target, the resource the request names: its QueueUrl, TableName[/index/IndexName] or SecretId)
+        self.requests: list[tuple[str, str]] = []
         self._server: BaseWSGIServer = make_server(host, port, self._wsgi, threaded=True)
         self.endpoint = f"http://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if self.fault is not None and target:
+        body = b""
+        if target:
             # The body is read once and put back, so a fault can depend on it (``environ["moto.body"]``).
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
@@ -44,6 +48,7 @@ class SerializedMotoServer:
         with self._lock:
             if target:
                 self.calls.append(target)
+                self.requests.append((target, _resource(body)))
             return [b"".join(self._app(environ, start_response))]
 
     def start(self) -> SerializedMotoServer:
@@ -55,9 +60,26 @@ class SerializedMotoServer:
         """Drop every resource moto holds (between tests)."""
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
         self.calls.clear()
+        self.requests.clear()
         self.fault = None
 
     def stop(self) -> None:
         """Stop serving."""
         self._server.shutdown()
         self._server.server_close()
+
+
+def _resource(body: bytes) -> str:
+    """The resource a JSON-protocol request names, for tests that pin each function's permissions."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return ""
+    if not isinstance(request, dict):
+        return ""
+    if "QueueUrl" in request:
+        return str(request["QueueUrl"]).rsplit("/", 1)[-1]
+    if "TableName" in request:
+        index = request.get("IndexName")
+        return f"{request['TableName']}/index/{index}" if index else str(request["TableName"])
+    return str(request.get("SecretId", ""))

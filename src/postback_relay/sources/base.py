@@ -14,6 +14,8 @@ from postback_relay.conversion import ParsedEvent
 from postback_relay.money import ISO_EXPONENTS, Money, from_minor_units
 from postback_relay.settings import Settings
 
+MAX_TIMESTAMP_DIGITS = 12  # epoch seconds until the year 33658: anything longer is no plausible timestamp
+
 
 class SignatureError(Exception):
     """The request is not signed by the platform (missing header, stale timestamp). Answered 401."""
@@ -73,6 +75,8 @@ def timestamped_signatures(
             signatures.append(value)
     if not timestamp.isascii() or not timestamp.isdigit() or not signatures:
         raise SignatureError(f"{name} header has no timestamp or no {signature_key} signature")
+    if len(timestamp) > MAX_TIMESTAMP_DIGITS:  # int() takes 4300 digits; a float subtraction overflows long before
+        raise SignatureError(f"{name} timestamp is outside the tolerance window")
     if abs(now - int(timestamp)) > tolerance:
         raise SignatureError(f"{name} timestamp is outside the tolerance window")
     return timestamp, signatures
