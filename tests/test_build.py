@@ -12,10 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_PYTHON = subprocess.run(
-    [str(ROOT / "scripts" / "find-python.sh"), "3.12", "--exact"], capture_output=True, text=True, check=False
+    [str(ROOT / "scripts" / "find-python.sh"), "3.13", "--exact"], capture_output=True, text=True, check=False
 ).stdout.strip()
 
-pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON, reason="the runtime's interpreter (python3.12) is not here")
+pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON, reason="the runtime's interpreter (python3.13) is not here")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_the_package_holds_the_relay_and_its_dependencies_but_not_the_local_run(
     assert (artifact / "aws_lambda_powertools").is_dir() and (artifact / "requests").is_dir()
     assert not (artifact / "postback_relay" / "local").exists()
     assert not (artifact / "botocore").exists()  # the runtime's, matching its boto3, is used
-    assert list(artifact.glob("wrapt/_wrappers.cpython-312-aarch64-linux-gnu.so"))  # wheels for arm64
+    assert list(artifact.glob("wrapt/_wrappers.cpython-313-aarch64-linux-gnu.so"))  # wheels for arm64
 
 
 def test_the_package_ships_click_js_for_get_click_js(artifact: Path) -> None:
@@ -58,4 +58,4 @@ def test_the_handlers_import_from_the_package_alone(artifact: Path) -> None:
 
 
 def _compiled(source: Path) -> Path:
-    return source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+    return source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"

@@ -519,6 +519,7 @@ class TestCheckLocal:
             "queues": "OK",
             "dead-letters": "OK",
             "trafficstars": "OK",
+            "health": "OK",
             "alarms": "OK",
         }
         [queues] = [c for c in document["checks"] if c["name"] == "queues"]
@@ -686,6 +687,8 @@ class TestDeployedStack:
             "queues": "OK",
             "dead-letters": "OK",
             "trafficstars": "OK",
+            "settings": "OK",
+            "health": "OK",
             "alarm topic": "OK",
             "alarms": "OK",
         }, document
@@ -801,3 +804,85 @@ class TestTargets:
         assert parse_since("2026-01-01", 0) == 1767225600.0
         assert parse_since("2026-01-01T01:00:00+01:00", 0) == 1767225600.0
         assert parse_since("last tuesday", 0) is None
+
+
+def _installed_copy(tmp_path: Path) -> Path:
+    """The package as `pip install .` leaves it: src/postback_relay alone, no template.yaml two levels up."""
+    import shutil
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(cli.__file__).parent, site / "postback_relay", ignore=shutil.ignore_patterns("__pycache__"))
+    return site
+
+
+def _cli_process(site: Path, cwd: Path, argv: list[str], **kwargs: Any) -> Any:
+    """The console script in a fresh interpreter that imports the copy and has no PyYAML (`pip install .`
+    does not install the dev requirements)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['yaml'] = None\n"  # `import yaml` now fails as it does without PyYAML
+        "from postback_relay.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, check=False, **kwargs)
+
+
+class TestInstalledPackage:
+    """The CLI as a user who ran `pip install .` gets it, in a subprocess against the local run."""
+
+    def test_local_mode_needs_neither_the_template_nor_pyyaml(self, local_run: LocalRun, tmp_path: Path) -> None:
+        site = _installed_copy(tmp_path)
+        result = _cli_process(site, tmp_path, ["check", "--local", "--json"], capture_output=True, text=True)
+        assert "yaml" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+        document = json.loads(result.stdout)
+        assert document["target"].startswith("the local run")
+        routed = {c["name"].removeprefix("source ") for c in document["checks"] if c["name"].startswith("source ")}
+        assert routed == {route.path.rsplit("/", 1)[-1] for route in http_routes(load_template())} - {"health"}
+
+    def test_a_reader_that_goes_away_ends_the_command_quietly(self, local_run: LocalRun, tmp_path: Path) -> None:
+        import os
+
+        for number in range(200):  # more than a pipe holds is not needed: the reader is gone before the first write
+            local_run.put_item(pk=f"stripe#pi_{number}", purchase_id=f"pi_{number}", source="stripe", status="sent")
+        reader, writer = os.pipe()
+        os.close(reader)  # `| head` that has already read its lines and exited
+        try:
+            result = _cli_process(
+                _installed_copy(tmp_path),
+                tmp_path,
+                ["recent", "--local", "--since", "7d"],
+                stdout=writer,
+                stderr=-1,
+                text=True,
+            )
+        finally:
+            os.close(writer)
+        assert result.stderr == ""
+        assert result.returncode == 141
+
+
+def test_a_stack_that_made_its_own_secret_is_read_through_its_secret_arn_output(
+    local_run: LocalRun, aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stack deployed with SecretArn empty (the default): the secret is the one the SecretArn output names."""
+    local_run.put_secret({"trafficstars_key": "PLACEHOLDER: paste the S2S key from TrafficStars"})
+    given = {"SecretArn": "", "MadeSecret": local_run.secret_arn, "TableName": defaults.TABLE_NAME}
+    template = {
+        "Parameters": {name: {"Type": "String"} for name in given},
+        "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "ConversionsTableName": {"Value": {"Ref": "TableName"}},
+            "SecretArn": {"Value": {"Ref": "MadeSecret"}},
+        },
+    }
+    boto3.session.Session().client("cloudformation", endpoint_url=aws.server.endpoint).create_stack(
+        StackName="relay-new",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()],
+    )
+    document = run(capsys, "check", "--stack", "relay-new", "--region", "us-east-1", "--json").json()
+    [secret] = [c for c in document["checks"] if c["name"] == "secret"]
+    assert secret["level"] == "FAIL" and "still the stack's placeholder" in secret["detail"]

@@ -1,9 +1,10 @@
 """`postback-relay check`: is a deployment able to relay? Each check reads one thing (the secret, the table,
-the retry and dead-letter queues, the TrafficStars URL, the alarm topic) and says OK, WARN or FAIL, with the
-fix for anything not OK."""
+the retry and dead-letter queues, the TrafficStars URL, the stack's settings, the health URL, the alarm topic)
+and says OK, WARN or FAIL, with the fix for anything not OK."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,8 @@ def run(deployment: Deployment, required_sources: Iterable[str] = ()) -> list[Ch
         table_check(deployment),
         *queue_checks(deployment),
         trafficstars_url_check(deployment.trafficstars_url, deployment.local),
+        *([] if deployment.local else [settings_check(deployment.parameters)]),
+        health_check(deployment),
         *alarm_checks(deployment),
     ]
 
@@ -52,19 +55,28 @@ def judge_secret(
 ) -> list[Check]:
     """Checks of the secret's keys (never its values)."""
     put = f"aws secretsmanager put-secret-value --secret-id {secret_id} --secret-string '{SECRET_JSON_EXAMPLE}'"
+    paste = (
+        "Secrets Manager console > Secrets > the stack's secret (output SecretArn) > Retrieve secret value > Edit: "
+        "replace the PLACEHOLDER value"
+    )
+    placeholders = set(secrets.placeholders())
     checks: list[Check] = []
     try:
         secrets.trafficstars_key  # noqa: B018 - reading it is the check
         checks.append(Check("secret", "OK", f"{TRAFFICSTARS_KEY} is set"))
     except SecretKeyMissing:
-        checks.append(
-            Check(
-                "secret",
-                "FAIL",
-                f"the secret has no {TRAFFICSTARS_KEY}: every postback waits as retry_pending",
-                f"add it (write the whole JSON, keeping the other keys): {put}",
+        if TRAFFICSTARS_KEY in placeholders:
+            detail = f"{TRAFFICSTARS_KEY} is still the stack's placeholder: every postback waits as retry_pending"
+            checks.append(Check("secret", "FAIL", detail, f"{paste} with the S2S key from TrafficStars"))
+        else:
+            checks.append(
+                Check(
+                    "secret",
+                    "FAIL",
+                    f"the secret has no {TRAFFICSTARS_KEY}: every postback waits as retry_pending",
+                    f"add it (write the whole JSON, keeping the other keys): {put}",
+                )
             )
-        )
     configured = 0
     for name in routed:
         field = ROUTED[name].secret_field
@@ -73,6 +85,10 @@ def judge_secret(
             checks.append(Check(f"source {name}", "OK", f"{field} is set"))
             continue
         level: Level = "FAIL" if name in required_sources else "WARN"
+        if field in placeholders:
+            detail = f"{field} is still the placeholder: {name} webhooks are answered 404 source_not_configured"
+            checks.append(Check(f"source {name}", level, detail, f"if you use {name}: {paste}"))
+            continue
         detail = f"{field} is not in the secret: {name} webhooks are answered 404 source_not_configured"
         checks.append(Check(f"source {name}", level, detail, f"if you use {name}, add {field}: {put}"))
     if configured == 0:
@@ -169,6 +185,87 @@ def trafficstars_url_check(url: str, local: bool) -> Check:
     except SettingsError as exc:
         return Check("trafficstars", "FAIL", f"{url}: {exc}", "deploy with TrafficStarsUrl=https://…")
     return Check("trafficstars", "OK", f"{url} ({url.split(':', 1)[0]})")
+
+
+# Every setting the stack passes its functions from a parameter (template.yaml, Globals: Environment), by
+# environment variable. tests/test_checks_settings.py holds this equal to the template.
+STACK_SETTINGS = {
+    "TRAFFICSTARS_URL": "TrafficStarsUrl",
+    "TRAFFICSTARS_URL_FORM": "TrafficStarsUrlForm",
+    "TRAFFICSTARS_GOAL_PURCHASE": "GoalIdPurchase",
+    "TRAFFICSTARS_GOAL_RENEWAL": "GoalIdRenewal",
+    "TRAFFICSTARS_GOAL_LEAD": "GoalIdLead",
+    "TRAFFICSTARS_PRICE": "TrafficStarsPrice",
+    "TRAFFICSTARS_ALLOW_DUPLICATES": "AllowDuplicates",
+    "CLICK_ID_METADATA_KEY": "ClickIdMetadataKey",
+    "ACCOUNT_CURRENCY": "AccountCurrency",
+    "FX_RATES": "FxRates",
+    "VALUE_POLICY": "ValuePolicy",
+    "VALUE_FIXED": "ValueFixed",
+    "VALUE_PERCENT": "ValuePercent",
+    "VALUE_OUT_OF_RANGE": "ValueOutOfRange",
+    "FORWARD_TEST_EVENTS": "ForwardTestEvents",
+    "RETENTION_DAYS": "RetentionDays",
+    "RETRY_WINDOW_SECONDS": "RetryWindowSeconds",
+    "POWERTOOLS_LOG_LEVEL": "LogLevel",
+}
+
+
+def settings_check(parameters: Mapping[str, str]) -> Check:
+    """The stack's parameters, as the functions will read them, through the relay's own validation
+    (settings.py): a setting the parameter constraints let through (a bad FxRates rate, a price in the path form)
+    fails here instead of at the next cold start, which would answer every webhook 5xx."""
+    env = {"SECRET_ID": "-", "TABLE_NAME": "-", "LOCAL_MODE": "false"}
+    env.update({variable: parameters[name] for variable, name in STACK_SETTINGS.items() if name in parameters})
+    try:
+        Settings.from_env(env)
+    except SettingsError as exc:
+        message = str(exc)
+        # The parameters the message names, first named first (TRAFFICSTARS_URL is not TRAFFICSTARS_URL_FORM).
+        found = {
+            m.start(): STACK_SETTINGS[m.group()]
+            for m in re.finditer(r"\b[A-Z_]+\b", message)
+            if m.group() in STACK_SETTINGS
+        }
+        named = list(dict.fromkeys(found[position] for position in sorted(found)))
+        where = f" (parameter {', '.join(named)})" if named else ""
+        fix = "deploy again with a valid value: sam deploy --parameter-overrides " + (
+            f"{named[0]}=..." if named else "Name=..."
+        )
+        return Check("settings", "FAIL", f"{message}{where}: every function fails at start", fix)
+    given = sum(name in parameters for name in STACK_SETTINGS.values())
+    return Check("settings", "OK", f"the stack's {given} settings are valid")
+
+
+def health_check(deployment: Deployment, timeout: float = 5.0) -> Check:
+    """GET the health URL: the API, its route and the function answer (a deleted API, a wrong custom domain,
+    a function that fails at start all show here)."""
+    import requests
+
+    url = deployment.outputs.get("HealthUrl") or (
+        f"{deployment.api_base_url.rstrip('/')}/health" if deployment.api_base_url else None
+    )
+    if not url:
+        return Check(
+            "health", "FAIL", f"{deployment.label} has no HealthUrl or ApiBaseUrl output", "deploy this version"
+        )
+    try:
+        response = requests.get(url, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as exc:
+        fix = "start it with `make run`" if deployment.local else "check DNS for a custom domain, and the stack's API"
+        return Check("health", "FAIL", f"GET {url}: {type(exc).__name__}", fix)
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if response.status_code == 200 and isinstance(answer, dict) and answer.get("status") == "ok":
+        return Check("health", "OK", f"GET {url} -> 200 ok")
+    return Check(
+        "health",
+        "FAIL",
+        f"GET {url} -> {response.status_code} {response.text[:80]!r}",
+        "read the webhook function's log group for errors at start (a bad setting, a missing permission)",
+    )
 
 
 def alarm_checks(deployment: Deployment) -> list[Check]:

@@ -9,13 +9,16 @@
 
 Every command takes --stack/--region/--profile (a deployed stack; the default stack is samconfig.toml's)
 or --local, and --json. The TrafficStars key and the signing secrets are never printed.
-Exit status: 0 done, 1 not found / not accepted / a check failed, 2 a problem to fix (the message says how)."""
+Exit status: 0 done, 1 not found / not accepted / a check failed, 2 a problem to fix (the message says how),
+141 the output's reader went away (`| head`)."""
 
 from __future__ import annotations
 
 import argparse
 import base64
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -69,7 +72,21 @@ ANSWER_MEANING = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Console-script entry point. A reader that goes away (`postback-relay recent | head`) ends the command
+    quietly with 141, as a shell reports a command ended by SIGPIPE, instead of a BrokenPipeError traceback."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe can fail the last buffered write too
+    except BrokenPipeError:
+        # What the Python documentation advises (library/signal, "Note on SIGPIPE"): point stdout at devnull
+        # so the interpreter's own flush at exit cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command: Command | None = getattr(args, "command", None)
@@ -638,12 +655,11 @@ def _value(text: str) -> Decimal:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """The package's own __version__ (the one source of the version), so a checkout run without installing
+    and an installed copy both answer it."""
+    from postback_relay import __version__
 
-    try:
-        return version("postback-relay")
-    except PackageNotFoundError:
-        return "(not installed)"
+    return __version__
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class Deployment:
     dead_letter_queue_url: str | None = None
     ca_bundle: str | None = None  # the local sandbox's certificate authority
     outputs: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)  # the stack's parameters (what `check` validates)
 
     def client(self, service: str) -> Any:
         """A boto3 client of this deployment (moto's endpoint for the local run)."""
@@ -86,8 +87,9 @@ class Deployment:
             if _code(exc) == "ResourceNotFoundException":
                 raise OperatorError(
                     f"the secret {self.secret_id} does not exist",
-                    f"create it: aws secretsmanager create-secret --name postback-relay "
-                    f"--secret-string '{SECRET_JSON_EXAMPLE}', then deploy with its ARN as SecretArn",
+                    "deploy with SecretArn empty and the stack creates one (README: Deploying), or create it: "
+                    f"aws secretsmanager create-secret --name postback-relay --secret-string '{SECRET_JSON_EXAMPLE}' "
+                    "and deploy with its ARN as SecretArn",
                 ) from None
             raise
         try:
@@ -110,11 +112,14 @@ def resolve(*, local: bool, stack: str | None, region: str | None, profile: str 
 
 
 def local_deployment() -> Deployment:
-    """`make run`'s resources: the same ports and names it uses (MOTO_PORT, SANDBOX_PORT, PORT)."""
+    """`make run`'s resources: the same ports and names it uses (MOTO_PORT, SANDBOX_PORT, PORT).
+
+    Needs nothing but the installed package: not template.yaml (absent after `pip install .`) nor PyYAML.
+    The local run serves every route of the template, which are the sources in ROUTED (tests/test_template.py
+    holds the two equal), so the routed sources are ROUTED's."""
     import boto3
 
     from postback_relay.local import defaults
-    from postback_relay.local.template import http_routes, load_template
 
     endpoint = f"http://{defaults.HOST}:{defaults.port('MOTO_PORT', 5005)}"
     region = os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -128,7 +133,6 @@ def local_deployment() -> Deployment:
         trafficstars_url = f"https://{defaults.HOST}:{defaults.port('SANDBOX_PORT', 8443)}/api/v1/cpa/action"
         ca_file = Path(os.environ.get("LOCAL_STATE_DIR", ".local")) / "tls" / "ca.pem"
         ca_bundle = str(ca_file) if ca_file.is_file() else None
-    routed = {route.path.rsplit("/", 1)[-1] for route in http_routes(load_template())}
     return Deployment(
         label=f"the local run (moto at {endpoint})",
         session=session,
@@ -136,7 +140,7 @@ def local_deployment() -> Deployment:
         table_name=defaults.TABLE_NAME,
         secret_id=defaults.SECRET_ID,
         trafficstars_url=trafficstars_url.rstrip("/"),
-        sources=tuple(name for name in ROUTED if name in routed),
+        sources=tuple(ROUTED),
         local=True,
         endpoint_url=endpoint,
         api_base_url=f"http://{defaults.HOST}:{defaults.port('PORT', 3000)}",
@@ -197,7 +201,8 @@ def stack_deployment(stack_name: str, region: str | None, profile: str | None) -
         session=session,
         region=session.region_name,
         table_name=outputs["ConversionsTableName"],
-        secret_id=parameters["SecretArn"],
+        # The secret the stack made (output SecretArn), else the one it was given (parameter SecretArn).
+        secret_id=outputs.get("SecretArn") or parameters["SecretArn"],
         trafficstars_url=(parameters.get("TrafficStarsUrl") or DEFAULT_TRAFFICSTARS_URL).rstrip("/"),
         sources=tuple(name for name in ROUTED if name in routed) or tuple(ROUTED),
         stack_name=stack_name,
@@ -207,6 +212,7 @@ def stack_deployment(stack_name: str, region: str | None, profile: str | None) -
         retry_queue_url=outputs.get("RetryQueueUrl"),
         dead_letter_queue_url=outputs.get("DeadLetterQueueUrl"),
         outputs=outputs,
+        parameters=parameters,
     )
 
 

@@ -44,7 +44,7 @@ class RetryQueue:
         return len(response.get("Successful", []))
 
     def dead_letter(self, conversion_id: str, reason: str, attempts: int) -> None:
-        """Park an exhausted conversion where an alarm watches and `replay --dlq` finds it."""
+        """Park an exhausted conversion where an alarm watches and `replay dlq` finds it."""
         if self.dead_letter_url:
             self._send(
                 self.dead_letter_url, {"conversion_id": conversion_id, "reason": reason, "attempts": attempts}, 0

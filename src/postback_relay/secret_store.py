@@ -16,6 +16,21 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
 TRAFFICSTARS_KEY = "trafficstars_key"
+# The values the stack writes into the secret it creates (template.yaml, RelaySecret) until the operator pastes
+# the real ones. A value starting with this counts as absent, so a source whose secret is still a placeholder is
+# answered 404 source_not_configured (and never verifies a signature against the placeholder's text), and a
+# placeholder TrafficStars key leaves postbacks retry_pending instead of sending it to TrafficStars.
+PLACEHOLDER_PREFIX = "PLACEHOLDER"
+
+
+def is_placeholder(value: object) -> bool:
+    """Whether a secret value is one of the stack's placeholders (or a list holding only those)."""
+    if isinstance(value, str):
+        return value.startswith(PLACEHOLDER_PREFIX)
+    if isinstance(value, list):
+        strings = [item for item in value if isinstance(item, str) and item]
+        return bool(strings) and all(is_placeholder(item) for item in strings)
+    return False
 
 
 class SecretUnavailable(Exception):
@@ -46,18 +61,23 @@ class RelaySecrets:
     def trafficstars_key(self) -> str:
         """The TrafficStars S2S key."""
         value = self._values.get(TRAFFICSTARS_KEY)
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or is_placeholder(value):
             raise SecretKeyMissing(f"the secret has no {TRAFFICSTARS_KEY}")
         return value
 
     def signing_secrets(self, field: str) -> list[str]:
-        """A source's signing secrets: one string, or a list of them while a secret is being rolled."""
+        """A source's signing secrets: one string, or a list of them while a secret is being rolled.
+        Placeholders are left out: a source whose only value is one is not configured."""
         value = self._values.get(field)
         if isinstance(value, str):
-            return [value] if value else []
+            return [value] if value and not is_placeholder(value) else []
         if isinstance(value, list):
-            return [item for item in value if isinstance(item, str) and item]
+            return [item for item in value if isinstance(item, str) and item and not is_placeholder(item)]
         return []
+
+    def placeholders(self) -> list[str]:
+        """The keys whose value is still the stack's placeholder (what `check` asks the operator to paste)."""
+        return sorted(key for key, value in self._values.items() if is_placeholder(value))
 
     def values(self) -> list[str]:
         """Every secret string held, for scrubbing them out of anything written."""

@@ -72,7 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         event = resign(original)
         method = event["requestContext"]["http"]["method"]
         query = f"?{event['rawQueryString']}" if event.get("rawQueryString") else ""
-        response = post_event(event, args.url)
+        try:
+            response = post_event(event, args.url)
+        except requests.ConnectionError:
+            # The usual cause is that `make run` is not running: one line that says so, not a urllib3 traceback.
+            print(
+                f"nothing answers at {args.url}: start the relay with `make run` in another terminal "
+                "(the same PORT), or pass --url",
+                file=sys.stderr,
+            )
+            return 2
         print(f"{method} {event['rawPath']}{query} -> {response.status_code} {response.text}")
         _show_local_state(response)
     return 0
