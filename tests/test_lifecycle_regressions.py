@@ -126,6 +126,29 @@ class TestLostAnswers:
         assert len(aws.queued()) == 1
 
 
+class TestRecordsOfTheFirstRelease:
+    def test_a_finished_record_a_redelivery_had_put_back_in_the_due_index_is_swept_once_and_leaves_it(
+        self, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        """As 0.1.0 left it: sent, and back in the due index with a due time long past."""
+        item = {
+            "pk": {"S": "stripe#pi_old"},
+            "status": {"S": "sent"},
+            "source": {"S": "stripe"},
+            "purchase_id": {"S": "pi_old"},
+            "due_shard": {"S": "due"},
+            "due_at": {"N": str(time.time() - 3600)},
+            "lease_until": {"N": str(time.time() - 3600)},
+        }
+        aws.dynamodb.put_item(TableName=aws.table_name, Item=item)
+        assert sweep_once() == 1
+        aws.drain()
+        record = aws.record("stripe#pi_old")
+        assert record is not None and record["status"] == "sent" and sandbox.state.received == []
+        assert not {"due_shard", "due_at", "lease_until"} & set(record)
+        assert sweep_once() == 0
+
+
 class TestRefundDuringASend:
     def test_a_refund_that_lands_while_a_send_times_out_is_never_sent_afterwards(
         self, invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox

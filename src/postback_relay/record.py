@@ -20,6 +20,7 @@ transitions and nothing else writes a record.
     any record ──reverse──► refunded · charged_back · cancelled   (final for sending; leaves the due index)
     failed · rejected · retry_pending ──reopen (replay)──► retry_pending
     any record ──note (a duplicate delivery, a partial refund)──► unchanged: ids, types, counts, amounts only
+    a final record still in the due index (written before this module) ──leave_due_index──► unchanged
 
 Only ``sending`` holds a lease; only ``sending`` and ``retry_pending`` are in the sparse ``due`` index, so a
 final record is never swept and the index is as small as the backlog. Pure: no boto3, no I/O."""
@@ -302,6 +303,9 @@ NOTE_PARTIAL_REFUND = Transition(
     notes_event=True,
 )
 REOPEN = Transition("reopen", _from(REPLAYABLE), frozenset({Status.RETRY_PENDING}), schedules=True, counts_replay=True)
+# Records written before this module existed: a redelivery could put a finished record back in the due index.
+# The worker, finding one when its claim is refused, takes it out (nothing else about the record changes).
+LEAVE_DUE_INDEX = Transition("leave_due_index", _from(FINAL), removes=LEASE_FIELDS + DUE_FIELDS)
 TRANSITIONS = (
     RECORD,
     HOLD,
@@ -314,6 +318,7 @@ TRANSITIONS = (
     REVERSE,
     NOTE_PARTIAL_REFUND,
     REOPEN,
+    LEAVE_DUE_INDEX,
 )
 
 

@@ -384,6 +384,9 @@ class Relay:
         if isinstance(claimed, Claim):
             return self._send(conversion_id, claimed, secrets)
         record, now = claimed.record, self._clock()
+        if record is not None and record.is_final and record.due_shard is not None:
+            self._store.leave_due_index(conversion_id)  # written before 0.2.0: swept, and now out of the index
+            return None
         if (
             record is not None
             and record.status in IN_FLIGHT

@@ -24,6 +24,7 @@ from postback_relay.record import (
     FINISH,
     HOLD,
     LATE_OUTCOME,
+    LEAVE_DUE_INDEX,
     NOTE_DELIVERY,
     NOTE_PARTIAL_REFUND,
     RECORD,
@@ -181,6 +182,10 @@ class ConversionStore:
         """Put a failed, rejected or waiting record back to ``retry_pending``, due now (replay). A record sent,
         reversed or in flight in the meantime is left alone, so replaying twice still sends once."""
         return self.apply(REOPEN, pk, Step(self._clock(), due_at=self._clock())).done
+
+    def leave_due_index(self, pk: str) -> bool:
+        """Take a final record out of the due index (one a redelivery put back there before 0.2.0)."""
+        return self.apply(LEAVE_DUE_INDEX, pk, Step(self._clock())).done
 
     def apply(self, transition: Transition, pk: str, step: Step) -> Applied:
         """Execute one declared transition as one conditional UpdateItem."""
