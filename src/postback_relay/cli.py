@@ -248,9 +248,9 @@ def cmd_status(args: argparse.Namespace, deployment: Deployment) -> int:
 
 def cmd_recent(args: argparse.Namespace, deployment: Deployment) -> int:
     """`recent`: scan, filter, sort newest first, print one page and the command for the next."""
+    from postback_relay.record import iso
     from postback_relay.records import STATUSES, cursor_of, parse_cursor, parse_since, recent
     from postback_relay.sources import ROUTED
-    from postback_relay.store import iso_timestamp
 
     statuses = _split(args.status)
     sources = _split(args.source)
@@ -266,12 +266,12 @@ def cmd_recent(args: argparse.Namespace, deployment: Deployment) -> int:
         moment = parse_since(args.before, time.time())
         if moment is None:
             raise OperatorError(f"--before {args.before!r} is neither a date nor a duration", "use 2026-11-20 or 2h")
-        before = (iso_timestamp(moment), "")
+        before = (iso(moment), "")
     progress = _scan_progress() if sys.stderr.isatty() and not args.json else None
     page = recent(
         deployment.client("dynamodb"),
         deployment.table_name,
-        since=iso_timestamp(since),
+        since=iso(since),
         before=before,
         statuses=statuses,
         sources=sources,
@@ -305,11 +305,11 @@ def cmd_recent(args: argparse.Namespace, deployment: Deployment) -> int:
         _print(_table(header, rows))
     shown = f"{len(page.records)} of {page.matched}" if more else f"{page.matched}"
     print(
-        f"{shown} conversion(s) received since {_short_time(iso_timestamp(since))} UTC in {deployment.label}, "
+        f"{shown} conversion(s) received since {_short_time(iso(since))} UTC in {deployment.label}, "
         f"newest first ({page.scanned} records scanned)"
     )
     if cursor:
-        print(f"next page: {_next_page_command(args, iso_timestamp(since), cursor)}")
+        print(f"next page: {_next_page_command(args, iso(since), cursor)}")
     return 0
 
 
@@ -413,9 +413,10 @@ def cmd_sign(args: argparse.Namespace, deployment: Deployment) -> int:
 def cmd_replay(args: argparse.Namespace, deployment: Deployment) -> int:
     """`replay`: re-queue conversions for the retry worker, with progress on stderr, then the report."""
     from postback_relay.queue import RetryQueue
+    from postback_relay.record import iso
     from postback_relay.records import parse_since
     from postback_relay.replay import REPLAYABLE, redrive_dead_letters, replay_records
-    from postback_relay.store import ConversionStore, iso_timestamp
+    from postback_relay.store import ConversionStore
 
     statuses = _split(args.status) or ["failed"]
     _known("--status", statuses, REPLAYABLE)
@@ -426,7 +427,7 @@ def cmd_replay(args: argparse.Namespace, deployment: Deployment) -> int:
         moment = parse_since(args.since, time.time())
         if moment is None:
             raise OperatorError(f"--since {args.since!r} is neither a duration nor a date", "use 24h, 7d or 2026-11-20")
-        since = iso_timestamp(moment)
+        since = iso(moment)
     retry_url, dead_letter_url = deployment.queue_urls()
     sqs = deployment.client("sqs")
     store = ConversionStore(deployment.client("dynamodb"), deployment.table_name, retention_days=90)  # unused here

@@ -16,7 +16,9 @@ from postback_relay.money import Money
 CLICK_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
 MAX_RECORDED_CLICK_ID = 200
 
-ReversalKind = Literal["refunded", "partially_refunded", "charged_back", "cancelled"]
+ReversalKind = Literal["refunded", "partially_refunded", "charged_back", "cancelled", "dispute_won", "dispute_lost"]
+# The reversals that leave the record's status as it is: they are noted on it (amount, dispute outcome).
+NOTED_REVERSALS: frozenset[str] = frozenset({"partially_refunded", "dispute_won"})
 # The status words trackers and CPA networks send when a conversion is taken back, and the reversal each is.
 # `rejected`/`declined` are here, not among the ignored statuses: Keitaro documents both "lead to rejected" and
 # "sale to rejected", RedTrack's `declined` covers "fraud, duplicate, or refund". A rejection of a sale the
@@ -32,6 +34,11 @@ REVERSAL_STATUSES: Mapping[str, ReversalKind] = {
 # Which TrafficStars goal a conversion counts towards (the query form's goalid is configured per kind).
 GoalKind = Literal["purchase", "renewal", "lead"]
 GOAL_KINDS: tuple[GoalKind, ...] = ("purchase", "renewal", "lead")
+# Which moment of a purchase's lifecycle a payment is, as the platform tells it; `lifecycle.decide` says what
+# each becomes (the README's table). `first` and `cycle` are a subscription's payments: the first paid one is
+# its purchase, whatever the platform calls it (after a trial it is a cycle), so the relay decides that with
+# the subscription's memory, not the source.
+PaymentKind = Literal["one_off", "first", "cycle", "change", "trial_start", "payment_method_change"]
 
 
 @dataclass(frozen=True)
@@ -51,11 +58,19 @@ class Conversion:
     lead_code: str | None = None  # the sender's own lead code (tracker postbacks); else derived from the identity
     # The platform's own conversion of ``amount`` (Lemon Squeezy's total_usd): the value when FX_RATES lacks a rate.
     platform_converted: Money | None = None
+    payment: PaymentKind = "one_off"
+    subscription: str | None = None  # the platform's subscription id, whose memory keeps the click id and first payment
+    aliases: tuple[str, ...] = ()  # the purchase's other ids (its PaymentIntent, charge): a reversal may name any
+    refunded: Money | None = None  # already partly refunded when delivered (a WooCommerce order's refunds[])
 
     @property
     def identity(self) -> str:
         """The record key: source and purchase id, the same for every event of the purchase."""
         return f"{self.source}#{self.purchase_id}"
+
+    @property
+    def alias_identities(self) -> tuple[str, ...]:
+        return tuple(f"{self.source}#{alias}" for alias in self.aliases if alias != self.purchase_id)
 
 
 @dataclass(frozen=True)
@@ -68,11 +83,35 @@ class Reversal:
     event_type: str
     kind: ReversalKind
     amount: Money | None = None
+    # Nothing recorded under these ids yet: record the reversal anyway, so the purchase, if its delivery comes
+    # late (a platform's retry after an outage), is born reversed and never sent. Not for trackers, whose
+    # reversal of a lead never approved must not stop a later approval of it.
+    tombstone: bool = True
 
     @property
     def identities(self) -> tuple[str, ...]:
         """The record keys the original conversion may be stored under, most specific first."""
         return tuple(f"{self.source}#{purchase_id}" for purchase_id in self.purchase_ids)
+
+
+@dataclass(frozen=True)
+class Link:
+    """An event that is no payment but tells the relay something it will need later: another id of a purchase
+    (Stripe's invoice_payment.paid names the PaymentIntent that paid an invoice), or a subscription's click id
+    and first paid purchase (Lemon Squeezy's subscription_created). Remembered, nothing sent."""
+
+    source: str
+    event_id: str
+    event_type: str
+    purchase_id: str | None = None  # the purchase the aliases belong to
+    aliases: tuple[str, ...] = ()
+    subscription: str | None = None
+    click_id: str | None = None
+    first_paid: str | None = None  # the purchase id that is the subscription's first paid payment, when known
+
+    @property
+    def identity(self) -> str | None:
+        return f"{self.source}#{self.purchase_id}" if self.purchase_id else None
 
 
 class Ignored(NamedTuple):
@@ -82,7 +121,7 @@ class Ignored(NamedTuple):
     reason: str
 
 
-ParsedEvent = Conversion | Reversal | Ignored
+ParsedEvent = Conversion | Reversal | Link | Ignored
 
 
 def normalize_click_id(raw: object) -> str | None:

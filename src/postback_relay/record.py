@@ -47,6 +47,7 @@ class Status(StrEnum):
     NO_CLICK_ID = "no_click_id"  # recorded, nothing to send it with
     INVALID_CLICK_ID = "invalid_click_id"  # recorded, the click id is not TrafficStars'
     TEST_MODE = "test_mode"  # a platform's test event: recorded, not forwarded
+    NOT_COUNTED = "not_counted"  # recorded: a moment no configured goal counts (a trial start without a lead goal)
     REFUNDED = "refunded"
     CHARGED_BACK = "charged_back"
     CANCELLED = "cancelled"
@@ -54,7 +55,9 @@ class Status(StrEnum):
 
 IN_FLIGHT = frozenset({Status.SENDING, Status.RETRY_PENDING})  # in the due index
 LEASED = frozenset({Status.SENDING})
-HELD = frozenset({Status.NO_CLICK_ID, Status.INVALID_CLICK_ID, Status.TEST_MODE})  # recorded, not forwarded
+HELD = frozenset(
+    {Status.NO_CLICK_ID, Status.INVALID_CLICK_ID, Status.TEST_MODE, Status.NOT_COUNTED}
+)  # recorded, not forwarded
 UPGRADABLE = frozenset({Status.NO_CLICK_ID, Status.INVALID_CLICK_ID})
 REVERSED = frozenset({Status.REFUNDED, Status.CHARGED_BACK, Status.CANCELLED})
 DONE_SENDING = frozenset({Status.SENT, Status.REJECTED, Status.FAILED})
@@ -97,6 +100,8 @@ OUTCOME_FIELDS = frozenset(
     }
 )
 REVERSAL_FIELDS = frozenset({"reversal_amount", "reversal_currency"})
+DISPUTE_FIELDS = frozenset({"dispute_status", "dispute_event_id"})  # opened, won, lost: the dispute as it stands
+REVERSAL_FACTS = REVERSAL_FIELDS | DISPUTE_FIELDS | {"reversal_kind", "reversal_event_id", "reversed_at"}
 LEASE_FIELDS = ("lease_token", "lease_until")
 DUE_FIELDS = ("due_shard", "due_at")
 
@@ -153,6 +158,8 @@ class ConversionRecord:
     reversed_at: str | None = None
     reversal_amount: str | None = None
     reversal_currency: str | None = None
+    dispute_status: str | None = None
+    dispute_event_id: str | None = None
     # What the record was when it was reversed; a send that was in flight then writes its outcome here.
     status_before_reversal: str | None = field(default=None, metadata={"in": _in(REVERSED)})
 
@@ -233,7 +240,8 @@ class Transition:
     removes: tuple[str, ...] = ()
     takes_lease: bool = False  # sets lease_token/lease_until, due_at = lease_until, attempts + 1
     schedules: bool = False  # sets due_at (the caller's) and the due shard
-    notes_event: bool = False  # adds the event's id and type, counts the delivery
+    notes_event: bool = False  # adds the event's id and type
+    counts_delivery: bool = False  # one more delivery of the purchase (not of a reversal, not an attempt)
     logs_attempts: bool = False  # appends to attempt_log
     counts_replay: bool = False
     keeps_status_before_reversal: bool = False  # status_before_reversal = the status it leaves
@@ -251,11 +259,18 @@ RECORD = Transition(
     CONVERSION_FIELDS,
     takes_lease=True,
     notes_event=True,
+    counts_delivery=True,
 )
-HOLD = Transition("hold", {ABSENT: Guard.NONE}, HELD, CONVERSION_FIELDS, notes_event=True)
-NOTE_DELIVERY = Transition("note_delivery", {ANY: Guard.NONE}, notes_event=True)
+HOLD = Transition("hold", {ABSENT: Guard.NONE}, HELD, CONVERSION_FIELDS, notes_event=True, counts_delivery=True)
+NOTE_DELIVERY = Transition("note_delivery", {ANY: Guard.NONE}, notes_event=True, counts_delivery=True)
 UPGRADE = Transition(
-    "upgrade", _from(UPGRADABLE), frozenset({Status.SENDING}), CONVERSION_FIELDS, takes_lease=True, notes_event=True
+    "upgrade",
+    _from(UPGRADABLE),
+    frozenset({Status.SENDING}),
+    CONVERSION_FIELDS,
+    takes_lease=True,
+    notes_event=True,
+    counts_delivery=True,
 )
 CLAIM = Transition(
     "claim",
@@ -291,10 +306,19 @@ REVERSE = Transition(
     "reverse",
     {ANY: Guard.NONE},
     REVERSED,
-    REVERSAL_FIELDS | {"reversal_kind", "reversal_event_id", "reversed_at"},
+    REVERSAL_FACTS,
     removes=LEASE_FIELDS + DUE_FIELDS,
     notes_event=True,
     keeps_status_before_reversal=True,
+)
+# A reversal of a purchase not recorded (yet): a platform retrying the paid event after an outage may deliver
+# it after its refund. The record is born reversed, so that late delivery is a duplicate and is never sent.
+TOMBSTONE = Transition(
+    "tombstone",
+    {ABSENT: Guard.NONE},
+    REVERSED,
+    REVERSAL_FACTS | {"source", "purchase_id", "correlation_id"},
+    notes_event=True,
 )
 NOTE_PARTIAL_REFUND = Transition(
     "note_partial_refund",
@@ -302,6 +326,8 @@ NOTE_PARTIAL_REFUND = Transition(
     writes=REVERSAL_FIELDS | {"reversal_kind", "reversal_event_id", "reversed_at"},
     notes_event=True,
 )
+# A dispute decided in the merchant's favour: noted; a conversion it stopped stays stopped (replay can send it).
+NOTE_DISPUTE = Transition("note_dispute", {ANY: Guard.NONE}, writes=DISPUTE_FIELDS, notes_event=True)
 REOPEN = Transition("reopen", _from(REPLAYABLE), frozenset({Status.RETRY_PENDING}), schedules=True, counts_replay=True)
 # Records written before this module existed: a redelivery could put a finished record back in the due index.
 # The worker, finding one when its claim is refused, takes it out (nothing else about the record changes).
@@ -316,7 +342,9 @@ TRANSITIONS = (
     RETRY,
     LATE_OUTCOME,
     REVERSE,
+    TOMBSTONE,
     NOTE_PARTIAL_REFUND,
+    NOTE_DISPUTE,
     REOPEN,
     LEAVE_DUE_INDEX,
 )
@@ -407,7 +435,7 @@ def update_for(transition: Transition, step: Step) -> Update:
         adds.append(f"{name('event_ids')} {value({step.event_id})}")
         if step.event_type is not None:
             adds.append(f"{name('event_types')} {value({step.event_type})}")
-        if transition in (RECORD, HOLD, NOTE_DELIVERY, UPGRADE):
+        if transition.counts_delivery:
             adds.append(f"{name('deliveries')} {value(1)}")
     if transition.logs_attempts:
         log = name("attempt_log")

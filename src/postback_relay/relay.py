@@ -18,10 +18,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.exceptions import OrphanedChildLoggerError
 
 from postback_relay.backoff import next_attempt_at, parse_retry_after
-from postback_relay.conversion import Conversion, Ignored, Reversal, lead_code
-from postback_relay.money import decide_value, format_value
+from postback_relay.conversion import Conversion, Ignored, Link, Reversal, lead_code
+from postback_relay.lifecycle import Counted, Decision, NotCounted, decide, subscription_identity
+from postback_relay.money import ValueDecision, decide_value, format_value
 from postback_relay.queue import QueueUnavailable, RetryQueue
-from postback_relay.record import IN_FLIGHT, OUTCOME_STATUS, UPGRADABLE, Status
+from postback_relay.record import IN_FLIGHT, OUTCOME_STATUS, UPGRADABLE, Status, iso
 from postback_relay.secret_store import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
 from postback_relay.settings import Settings
 from postback_relay.sources.base import (
@@ -31,7 +32,7 @@ from postback_relay.sources.base import (
     SignatureMismatch,
     WebhookSource,
 )
-from postback_relay.store import Claim, ConversionStore, StoreUnavailable, iso_timestamp
+from postback_relay.store import Claim, ConversionStore, StoreUnavailable
 from postback_relay.trafficstars import Answer, TrafficStarsClient
 
 logger = Logger(child=True)
@@ -143,7 +144,12 @@ class Relay:
             return Outcome(200, "ignored", {"status": "ignored", "reason": event.reason})
         _tag_logs(event.event_id)
         try:
-            outcome = self._reverse(event) if isinstance(event, Reversal) else self._convert(event, secrets)
+            if isinstance(event, Reversal):
+                outcome = self._reverse(event)
+            elif isinstance(event, Link):
+                outcome = self._link(event)
+            else:
+                outcome = self._convert(event, secrets)
         except StoreUnavailable as exc:
             raise Unavailable(str(exc)) from None
         return replace(outcome, event_id=event.event_id)
@@ -192,10 +198,71 @@ class Relay:
             raise Unavailable(str(exc)) from None
 
     def _convert(self, conversion: Conversion, secrets: RelaySecrets) -> Outcome:
-        """Record a delivery: a first one creates the record (and sends), a later event that brings the click
-        id a first one lacked upgrades it (and sends), any other is a duplicate that is only noted."""
+        """Decide what the payment counts as (the lifecycle table), then record the delivery: a first one
+        creates the record (and sends), a later event that brings the click id a first one lacked upgrades
+        it (and sends), any other is a duplicate that is only noted. A partial refund the delivery already
+        carries is noted after."""
+        conversion, decision = self._follow(conversion, decide(conversion, self.settings))
+        if isinstance(decision, NotCounted) and not decision.recorded:
+            logger.info("payment not counted", extra={"conversion_id": conversion.identity, "reason": decision.reason})
+            return Outcome(200, "ignored", {"status": "ignored", "reason": decision.reason})
+        if isinstance(decision, Counted):
+            conversion = replace(conversion, goal=decision.goal)
+        if conversion.alias_identities:
+            self._store.add_aliases(conversion.identity, conversion.alias_identities)
+        outcome = self._record(conversion, secrets, isinstance(decision, NotCounted))
+        if conversion.refunded is not None:
+            refund = Reversal(
+                conversion.source,
+                (conversion.purchase_id,),
+                f"{conversion.event_id}/refunds",
+                conversion.event_type,
+                "partially_refunded",
+                conversion.refunded,
+            )
+            self._reverse(refund)
+        return outcome
+
+    def _follow(self, conversion: Conversion, decision: Decision) -> tuple[Conversion, Decision]:
+        """Apply a subscription's memory (one write): remember the click id it started with, lend it to the
+        later payments that lack it, and make its first paid payment the purchase and every other a
+        renewal. A cycle of a subscription the relay never saw start stays the renewal the platform says."""
+        if conversion.subscription is None:
+            return conversion, decision
+        counted_payment = isinstance(decision, Counted) and conversion.payment in ("first", "cycle")
+        starts = conversion.payment in ("first", "trial_start")  # the relay has now seen it start
+        if conversion.click_id is None and not counted_payment and not starts:
+            return conversion, decision  # nothing to remember and nothing to learn
+        memory = self._store.follow_subscription(
+            subscription_identity(conversion.source, conversion.subscription),
+            conversion.click_id,
+            conversion.identity if counted_payment else None,
+            known_only=conversion.payment == "cycle",
+        )
+        if memory is None:
+            return conversion, decision
+        if conversion.click_id is None and memory.click_id is not None:
+            details = {**conversion.details, "click_id_from": "subscription"}
+            conversion = replace(conversion, click_id=memory.click_id, raw_click_id=None, details=details)
+        if counted_payment:
+            decision = Counted("purchase" if memory.first_paid == conversion.identity else "renewal")
+        return conversion, decision
+
+    def _link(self, link: Link) -> Outcome:
+        """Remember what a link event says: another id of a purchase, a subscription's click id or first paid
+        payment. Nothing is sent."""
+        if link.identity is not None and link.aliases:
+            self._store.add_aliases(link.identity, tuple(f"{link.source}#{alias}" for alias in link.aliases))
+        if link.subscription is not None and (link.click_id is not None or link.first_paid is not None):
+            first_paid = f"{link.source}#{link.first_paid}" if link.first_paid else None
+            memory_pk = subscription_identity(link.source, link.subscription)
+            self._store.follow_subscription(memory_pk, link.click_id, first_paid, known_only=False)
+        logger.info("link remembered", extra={"event_type": link.event_type, "conversion_id": link.identity})
+        return Outcome(200, "linked", {"status": "linked", "conversion_id": link.identity}, link.identity)
+
+    def _record(self, conversion: Conversion, secrets: RelaySecrets, not_counted: bool) -> Outcome:
         pk = conversion.identity
-        status = self._initial_status(conversion)
+        status = self._initial_status(conversion, not_counted)
         fields = self._record_fields(conversion)
         lease = self.settings.send_lease_seconds
         event_id, event_type = conversion.event_id, conversion.event_type
@@ -219,9 +286,11 @@ class Relay:
         body = {"status": "duplicate", "conversion_id": pk, "conversion_status": existing_status}
         return Outcome(200, "duplicate", body, pk)
 
-    def _initial_status(self, conversion: Conversion) -> Status:
+    def _initial_status(self, conversion: Conversion, not_counted: bool) -> Status:
         if not conversion.livemode and not self.settings.forward_test_events:
             return Status.TEST_MODE
+        if not_counted:
+            return Status.NOT_COUNTED
         if conversion.click_id is None:
             return Status.INVALID_CLICK_ID if conversion.raw_click_id else Status.NO_CLICK_ID
         return Status.SENDING
@@ -235,6 +304,8 @@ class Relay:
             settings.fx_rates,
             conversion.platform_converted,
         )
+        if conversion.amount is not None and conversion.amount.amount == 0:  # a trial's lead: no sale, no value
+            decision = ValueDecision(None, "no_sale_value")
         fields: dict[str, Any] = {
             "source": conversion.source,
             "purchase_id": conversion.purchase_id,
@@ -285,7 +356,7 @@ class Relay:
         now = self._clock()
         attempts = [
             {
-                "at": iso_timestamp(now),
+                "at": iso(now),
                 "outcome": a.kind,
                 "http_status": a.http_status,
                 "message": a.message,
@@ -299,9 +370,9 @@ class Relay:
             "trafficstars_http_status": final.http_status,
             "trafficstars_answer": final.message,
             "trafficstars_reason": final.reason,
-            "last_attempt_at": iso_timestamp(now),
-            "next_attempt_at": iso_timestamp(due_at) if due_at is not None else None,
-            "sent_at": iso_timestamp(now) if status is Status.SENT else None,
+            "last_attempt_at": iso(now),
+            "next_attempt_at": iso(due_at) if due_at is not None else None,
+            "sent_at": iso(now) if status is Status.SENT else None,
         }
         try:
             recorded = self._store.finish(
@@ -426,16 +497,32 @@ class Relay:
         return queued
 
     def _reverse(self, reversal: Reversal) -> Outcome:
+        """Mark every conversion the reversal names, by any id of the purchase (its aliases included), so a
+        refund naming a subscription invoice's PaymentIntent marks the invoice's conversion, or stops it
+        if it is still waiting to be sent. Nothing recorded: a platform's reversal is kept as a tombstone
+        under its most specific id, so a late delivery of the purchase is never sent."""
         fields = {
             "reversal_amount": format(reversal.amount.amount, "f") if reversal.amount else None,
             "reversal_currency": reversal.amount.currency if reversal.amount else None,
         }
-        pk = self._store.mark_reversal(reversal.identities, reversal.kind, reversal.event_id, fields)
-        if pk is None:
+        fields = {name: value for name, value in fields.items() if value is not None}
+        pks = self._store.resolve(reversal.identities)
+        marked = self._store.mark_reversal(pks, reversal.kind, reversal.event_id, fields)
+        if not marked and reversal.tombstone:
+            pk, purchase_id = reversal.identities[0], reversal.purchase_ids[0]
+            if self._store.tombstone(pk, reversal.source, purchase_id, reversal.kind, reversal.event_id, fields):
+                logger.info("reversal recorded before its purchase", extra={"conversion_id": pk})
+                answer = {"status": reversal.kind, "conversion_id": pk, "recorded_before_purchase": True}
+                return Outcome(200, reversal.kind, answer, pk)
+            marked = self._store.mark_reversal((pk,), reversal.kind, reversal.event_id, fields)
+        if not marked:
             reason = "no recorded purchase for this reversal"
             return Outcome(200, "ignored", {"status": "ignored", "reason": reason})
-        logger.info("conversion reversed", extra={"conversion_id": pk, "reversal": reversal.kind})
-        return Outcome(200, reversal.kind, {"status": reversal.kind, "conversion_id": pk}, pk)
+        logger.info("conversion reversed", extra={"conversion_id": marked[0], "reversal": reversal.kind})
+        body: dict[str, Any] = {"status": reversal.kind, "conversion_id": marked[0]}
+        if len(marked) > 1:
+            body["conversion_ids"] = marked
+        return Outcome(200, reversal.kind, body, marked[0])
 
 
 def _tag_logs(correlation_id: str) -> None:

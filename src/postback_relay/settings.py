@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Literal
 from urllib.parse import urlsplit
 
 from postback_relay.backoff import RetryPolicy
@@ -23,6 +24,7 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 # and `rebill` (upsell), RedTrack's `approved`, Binom's usual `approve`, Affise's system value `1` (Approved), and
 # the words CPA networks use for a paid conversion. See sources/tracker.py for the sources and the other statuses.
 DEFAULT_POSTBACK_APPROVED_STATUSES = "approved,approve,confirmed,sale,rebill,completed,paid,1"
+UpgradePolicy = Literal["nothing", "renewal"]
 STATUS_WORD = re.compile(r"[!-~]{1,50}")  # printable ASCII without spaces, as a status macro is filled in
 
 
@@ -58,6 +60,8 @@ class Settings:
     dead_letter_queue_url: str | None = None  # DEAD_LETTER_QUEUE_URL: where exhausted conversions are parked
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)  # RETRY_BASE_DELAY_SECONDS, RETRY_MAX_…, …
     sweep_grace_seconds: int = 60  # SWEEP_GRACE_SECONDS: how late a due conversion may be before the sweep acts
+    # UPGRADES_COUNT_AS (nothing|renewal): what an upgrade's or proration's charge is sent as (README lifecycle table)
+    upgrades_count_as: UpgradePolicy = "nothing"
     # POSTBACK_APPROVED_STATUSES: tracker `status` values that count (lower-case); an empty status always counts
     postback_approved_statuses: frozenset[str] = field(
         default_factory=lambda: frozenset(DEFAULT_POSTBACK_APPROVED_STATUSES.split(","))
@@ -100,6 +104,7 @@ class Settings:
             ),
             sweep_grace_seconds=int(_number(env, "SWEEP_GRACE_SECONDS", "60", minimum=0, integer=True)),
             postback_approved_statuses=_approved_statuses(env),
+            upgrades_count_as=_upgrade_policy(env),
         )
 
 
@@ -184,6 +189,13 @@ def _approved_statuses(env: Mapping[str, str]) -> frozenset[str]:
         if word in REVERSAL_STATUSES:
             raise SettingsError(f"{name} must not list {word!r}: it reverses a conversion ({REVERSAL_STATUSES[word]})")
     return frozenset(words)
+
+
+def _upgrade_policy(env: Mapping[str, str]) -> UpgradePolicy:
+    policy = env.get("UPGRADES_COUNT_AS", "nothing").strip().lower() or "nothing"
+    if policy not in ("nothing", "renewal"):
+        raise SettingsError(f"UPGRADES_COUNT_AS must be nothing or renewal, got {policy!r}")
+    return policy  # type: ignore[return-value]
 
 
 def _value_policy(env: Mapping[str, str]) -> ValuePolicy:

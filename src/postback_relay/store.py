@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from postback_relay.lifecycle import alias_identity
 from postback_relay.record import (
     CLAIM,
     DUE_SHARD,
@@ -26,11 +27,13 @@ from postback_relay.record import (
     LATE_OUTCOME,
     LEAVE_DUE_INDEX,
     NOTE_DELIVERY,
+    NOTE_DISPUTE,
     NOTE_PARTIAL_REFUND,
     RECORD,
     REOPEN,
     RETRY,
     REVERSE,
+    TOMBSTONE,
     UPGRADE,
     ConversionRecord,
     Status,
@@ -71,6 +74,13 @@ class Due(NamedTuple):
 
     pk: str
     due_at: Decimal
+
+
+class SubscriptionMemory(NamedTuple):
+    """What the relay remembers of a subscription: the click id that started it, its first paid payment."""
+
+    click_id: str | None
+    first_paid: str | None
 
 
 class ConversionStore:
@@ -162,21 +172,121 @@ class ConversionStore:
             return Applied(False, late.record)
         return applied
 
-    def mark_reversal(self, pks: tuple[str, ...], kind: str, event_id: str, fields: Mapping[str, Any]) -> str | None:
-        """Mark the first existing record among ``pks`` as refunded/charged back/cancelled; returns its key or
-        None. A partial refund is noted without changing the status; any other reversal is final for
-        sending: it takes the record out of the due index and drops any lease, so no send can finish it."""
+    def mark_reversal(self, pks: tuple[str, ...], kind: str, event_id: str, fields: Mapping[str, Any]) -> list[str]:
+        """Mark every existing record among ``pks`` as refunded/charged back/cancelled; returns their keys. A
+        partial refund is noted without changing the status, and so is a dispute won; any other reversal
+        (a lost dispute is a chargeback) is final for sending: it takes the record out of the due index and
+        drops any lease, so no send can finish it."""
         now = self._clock()
-        reversal = {"reversal_kind": kind, "reversal_event_id": event_id, "reversed_at": iso(now), **fields}
-        for pk in pks:
-            if kind == "partially_refunded":
-                step = Step(now, fields=reversal, event_id=event_id)
-                applied = self.apply(NOTE_PARTIAL_REFUND, pk, step)
-            else:
-                applied = self.apply(REVERSE, pk, Step(now, target=Status(kind), fields=reversal, event_id=event_id))
+        marked: list[str] = []
+        for pk in dict.fromkeys(pks):
+            applied = self.apply(*_reversal_step(pk, kind, event_id, fields, now))
             if applied.done:
-                return pk
-        return None
+                marked.append(pk)
+        return marked
+
+    def tombstone(
+        self, pk: str, source: str, purchase_id: str, kind: str, event_id: str, fields: Mapping[str, Any]
+    ) -> bool:
+        """Record the reversal of a purchase not recorded yet, so its late delivery is born reversed. False
+        when a record appeared meanwhile (the caller marks it instead)."""
+        now = self._clock()
+        _, _, step = _reversal_step(pk, kind, event_id, fields, now)
+        facts = {"source": source, "purchase_id": purchase_id, "correlation_id": event_id, **step.fields}
+        step = step._replace(fields=facts, expires_at=int(now) + self._retention_seconds)
+        if step.target is None:  # a partial refund or a dispute won of nothing recorded changes nothing
+            return False
+        return self.apply(TOMBSTONE, pk, step).done
+
+    def add_aliases(self, pk: str, aliases: tuple[str, ...]) -> None:
+        """Remember that each of ``aliases`` (another id of the purchase, under its own identity) names the
+        conversion ``pk``, so a refund or dispute naming only that id finds it without a scan."""
+        now = self._clock()
+        for alias in aliases:
+            self._update(
+                alias_identity(alias),
+                "SET #item = :alias, #updated_at = :now, #expires_at = :expires ADD #alias_of :pk",
+                {"#item": "item", "#updated_at": "updated_at", "#expires_at": "expires_at", "#alias_of": "alias_of"},
+                {
+                    ":alias": {"S": "alias"},
+                    ":now": {"S": iso(now)},
+                    ":expires": to_wire(int(now) + self._retention_seconds),
+                    ":pk": {"SS": [pk]},
+                },
+            )
+
+    def resolve(self, pks: tuple[str, ...]) -> tuple[str, ...]:
+        """``pks`` followed by every conversion an alias among them names (one BatchGetItem), in order."""
+        keys = [{"pk": {"S": alias_identity(pk)}} for pk in dict.fromkeys(pks)]
+        found: dict[str, list[str]] = {}
+        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        try:
+            while request:
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    found[item["pk"]["S"]] = sorted(item.get("alias_of", {}).get("SS", []))
+                request = response.get("UnprocessedKeys") or {}
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"DynamoDB batch_get_item failed: {_error_code(exc)}") from None
+        targets = [target for pk in pks for target in found.get(alias_identity(pk), [])]
+        return tuple(dict.fromkeys([*pks, *targets]))
+
+    def follow_subscription(
+        self, subscription_pk: str, click_id: str | None, first_paid: str | None, known_only: bool
+    ) -> SubscriptionMemory | None:
+        """Update a subscription's memory in one write and return it: the first click id it saw (kept, never
+        replaced) and its first paid payment (``first_paid`` claims it if nothing did). ``known_only``: only
+        for a subscription the relay has seen start (a cycle of one it never saw is a renewal, whatever the
+        memory would say); None then."""
+        now = self._clock()
+        names = {"#item": "item", "#updated_at": "updated_at", "#expires_at": "expires_at"}
+        values: dict[str, Any] = {
+            ":subscription": {"S": "subscription"},
+            ":now": {"S": iso(now)},
+            ":expires": to_wire(int(now) + self._retention_seconds),
+        }
+        sets = ["#item = :subscription", "#updated_at = :now", "#expires_at = :expires"]
+        for attribute, value in (("remembered_click_id", click_id), ("first_paid", first_paid)):
+            if value is not None:
+                names[f"#{attribute}"], values[f":{attribute}"] = attribute, {"S": value}
+                sets.append(f"#{attribute} = if_not_exists(#{attribute}, :{attribute})")
+        condition = "attribute_exists(#pk)" if known_only else None
+        if condition:
+            names["#pk"] = "pk"
+        item = self._update(subscription_pk, "SET " + ", ".join(sets), names, values, condition)
+        if item is None:
+            return None
+        return SubscriptionMemory(item.get("remembered_click_id", {}).get("S"), item.get("first_paid", {}).get("S"))
+
+    def _update(
+        self,
+        pk: str,
+        expression: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        condition: str | None = None,
+    ) -> dict[str, Any] | None:
+        """One UpdateItem of an item that is not a conversion record (an alias, a subscription's memory):
+        the item as written, or None when ``condition`` refused it."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": pk}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+        }
+        if condition:
+            request["ConditionExpression"] = condition
+        try:
+            response = self._client.update_item(**request)
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise StoreUnavailable(f"DynamoDB update_item failed: {_error_code(exc)}") from None
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"DynamoDB update_item failed: {type(exc).__name__}") from None
+        return dict(response.get("Attributes") or {})
 
     def reopen(self, pk: str) -> bool:
         """Put a failed, rejected or waiting record back to ``retry_pending``, due now (replay). A record sent,
@@ -238,11 +348,10 @@ class ConversionStore:
     ) -> Iterator[dict[str, Any]]:
         """Records matching every given filter (status, ``updated_at`` ≥ an ISO time, click id), by Scan:
         for operators' replays and listings, not for the request path."""
-        filters: list[str] = []
-        names: dict[str, str] = {}
+        filters: list[str] = ["attribute_exists(#status)"]  # conversions only, not aliases or subscriptions
+        names: dict[str, str] = {"#status": "status"}
         values: dict[str, Any] = {}
         if statuses:
-            names["#status"] = "status"
             placeholders = []
             for index, status in enumerate(statuses):
                 values[f":s{index}"] = {"S": status}
@@ -256,11 +365,14 @@ class ConversionStore:
             names["#click_id"] = "click_id"
             values[":click_id"] = {"S": click_id}
             filters.append("#click_id = :click_id")
-        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
-        if filters:
-            request.update(
-                FilterExpression=" AND ".join(filters), ExpressionAttributeNames=names, ExpressionAttributeValues=values
-            )
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "ConsistentRead": True,
+            "FilterExpression": " AND ".join(filters),
+            "ExpressionAttributeNames": names,
+        }
+        if values:
+            request["ExpressionAttributeValues"] = values
         try:
             for page in self._client.get_paginator("scan").paginate(**request):
                 for item in page.get("Items", []):
@@ -276,6 +388,25 @@ class ConversionStore:
             raise StoreUnavailable(f"DynamoDB get_item failed: {_error_code(exc)}") from None
         item = response.get("Item")
         return _from_item(item) if item else None
+
+
+def _reversal_step(
+    pk: str, kind: str, event_id: str, fields: Mapping[str, Any], now: float
+) -> tuple[Transition, str, Step]:
+    """The transition a reversal of ``kind`` is, and its step: a dispute's outcome is noted, a partial refund
+    noted with its amount, anything else reverses the record (a lost dispute as a chargeback)."""
+    if kind == "dispute_won":
+        facts = {"dispute_status": "won", "dispute_event_id": event_id}
+        return NOTE_DISPUTE, pk, Step(now, fields=facts, event_id=event_id)
+    reversal = {"reversal_kind": kind, "reversal_event_id": event_id, "reversed_at": iso(now), **fields}
+    if kind == "partially_refunded":
+        return NOTE_PARTIAL_REFUND, pk, Step(now, fields=reversal, event_id=event_id)
+    if kind == "dispute_lost":
+        reversal.update(reversal_kind="charged_back", dispute_status="lost", dispute_event_id=event_id)
+        return REVERSE, pk, Step(now, target=Status.CHARGED_BACK, fields=reversal, event_id=event_id)
+    if kind == "charged_back":
+        reversal.update(dispute_status="opened", dispute_event_id=event_id)
+    return REVERSE, pk, Step(now, target=Status(kind), fields=reversal, event_id=event_id)
 
 
 def _ours(applied: Applied, token: str) -> bool:
@@ -365,8 +496,3 @@ def _error_code(exc: Exception) -> str:
         code = str(error.get("Code", "ClientError"))
         return f"{code}: {str(error.get('Message', ''))[:200]}" if code == "ValidationException" else code
     return type(exc).__name__
-
-
-def iso_timestamp(epoch: float) -> str:
-    """UTC ISO-8601 with milliseconds, the form every timestamp in a record has."""
-    return iso(epoch)

@@ -17,13 +17,16 @@ otherwise), so a EUR order is sent with its value instead of none."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from postback_relay.conversion import (
     Conversion,
     GoalKind,
     Ignored,
+    Link,
     ParsedEvent,
+    PaymentKind,
     Reversal,
     ReversalKind,
     pick_click_id,
@@ -40,6 +43,10 @@ from postback_relay.sources.base import (
 )
 
 SIGNATURE_HEADER = "x-signature"
+# A subscription invoice's billing_reason (the Subscription Invoice object,
+# https://docs.lemonsqueezy.com/api/subscription-invoices): `initial` is the first payment, counted by its
+# order_created; `renewal` a later cycle (after a trial, the first paid one); `updated` a plan change's charge.
+INVOICE_REASONS: dict[str, PaymentKind] = {"renewal": "cycle", "updated": "change"}
 REFUND_EVENTS = {"order_refunded": "orders", "subscription_payment_refunded": "subscription-invoices"}
 
 
@@ -68,9 +75,17 @@ class LemonSqueezySource:
         if event_name == "subscription_payment_success":
             _expect_type(data_type, "subscription-invoices")
             reason = attributes.get("billing_reason")
-            if reason != "renewal":
-                return Ignored(event_name, f"billing_reason is {reason!r}: only renewals (the order is the first)")
-            return self._conversion(event_name, meta, data_type, data_id, attributes, settings, "renewal")
+            payment = INVOICE_REASONS.get(str(reason))
+            if payment is None:
+                return Ignored(event_name, f"billing_reason is {reason!r}: the first payment is its order")
+            conversion = self._conversion(event_name, meta, data_type, data_id, attributes, settings, "renewal")
+            subscription = _digits(attributes.get("subscription_id"))
+            if isinstance(conversion, Conversion):
+                return replace(conversion, payment=payment, subscription=subscription)
+            return conversion
+        if event_name == "subscription_created":
+            _expect_type(data_type, "subscriptions")
+            return self._subscription(event_name, meta, data_id, attributes, settings)
         if event_name in REFUND_EVENTS:
             _expect_type(data_type, REFUND_EVENTS[event_name])
             kind: ReversalKind = "partially_refunded" if attributes.get("status") == "partial_refund" else "refunded"
@@ -105,6 +120,42 @@ class LemonSqueezySource:
             goal=goal,
             platform_converted=_usd(attributes, "total_usd"),
         )
+
+    def _subscription(
+        self, event_name: str, meta: dict[str, Any], data_id: str, attributes: dict[str, Any], settings: Settings
+    ) -> ParsedEvent:
+        """`subscription_created`, sent beside the first order: on a trial it is the trial starting (the order
+        is $0); otherwise it says the order is the subscription's first paid payment, so its renewals, which
+        may lack the custom data, are attributed and counted as renewals."""
+        click_id, raw_click_id = pick_click_id([dig(meta, "custom_data", settings.click_id_metadata_key)])
+        test_mode = meta.get("test_mode") is True or attributes.get("test_mode") is True
+        if attributes.get("status") == "on_trial":
+            return Conversion(
+                source=self.name,
+                purchase_id=f"subscriptions/{data_id}:trial",
+                event_id=f"{event_name}:subscriptions/{data_id}",
+                event_type=event_name,
+                click_id=click_id,
+                raw_click_id=raw_click_id,
+                amount=None,
+                livemode=not test_mode,
+                payment="trial_start",
+                subscription=data_id,
+            )
+        order = _digits(attributes.get("order_id"))
+        if order is None and click_id is None:
+            return Ignored(event_name, "a subscription naming neither its order nor a click id")
+        first_paid = f"orders/{order}" if order else None
+        return Link(
+            self.name, f"{event_name}:subscriptions/{data_id}", event_name, None, (), data_id, click_id, first_paid
+        )
+
+
+def _digits(value: Any) -> str | None:
+    """A Lemon Squeezy id (an integer, or its digits as a string), as a string; None otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    return value if isinstance(value, str) and value.isascii() and value.isdigit() else None
 
 
 def _envelope(payload: Any) -> tuple[str, dict[str, Any], str, str, dict[str, Any]]:

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from postback_relay.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
+from postback_relay.conversion import (
+    Conversion,
+    Ignored,
+    ParsedEvent,
+    PaymentKind,
+    Reversal,
+    ReversalKind,
+    pick_click_id,
+)
 from postback_relay.money import Money
 from postback_relay.settings import Settings
 from postback_relay.sources.base import (
@@ -23,7 +31,18 @@ from postback_relay.sources.base import (
 )
 
 SIGNATURE_HEADER = "paddle-signature"
-RENEWAL_ORIGIN = "subscription_recurring"
+# A transaction's `origin` (paddle-python-sdk Entities/Shared/TransactionOrigin.py) → the payment's moment.
+# `web`/`api` start a subscription when the transaction names one; `subscription_charge` is a one-time charge
+# added to a subscription, counted like an upgrade; a payment-method change is a $0 authorization.
+ORIGINS: dict[str, PaymentKind] = {
+    "subscription_recurring": "cycle",
+    "subscription_update": "change",
+    "subscription_charge": "change",
+    "subscription_payment_method_change": "payment_method_change",
+}
+# Adjustment actions (Entities/Shared/Action.py): a chargeback reversed is a dispute the merchant won;
+# `chargeback_warning` (an early fraud warning) and credits move no money back to the buyer.
+ADJUSTMENT_KINDS: dict[str, ReversalKind] = {"chargeback": "charged_back", "chargeback_reverse": "dispute_won"}
 
 
 class PaddleSource:
@@ -61,6 +80,11 @@ class PaddleSource:
         custom_data = data.get("custom_data")
         click_id, raw_click_id = pick_click_id([dig(custom_data, settings.click_id_metadata_key)])
         origin = data.get("origin")
+        subscription = data.get("subscription_id")
+        subscription = subscription if isinstance(subscription, str) and subscription.startswith("sub_") else None
+        payment: PaymentKind = ORIGINS.get(str(origin), "first" if subscription else "one_off")
+        if payment == "first" and dig(data, "details", "totals", "subtotal") == "0":
+            payment = "trial_start"  # nothing to pay before any discount: the subscription starts with a trial
         return Conversion(
             source=self.name,
             purchase_id=_id(data, "txn_"),
@@ -71,13 +95,14 @@ class PaddleSource:
             amount=_grand_total(data),
             livemode=self.livemode,
             details={"origin": origin} if isinstance(origin, str) and origin else {},
-            goal="renewal" if origin == RENEWAL_ORIGIN else "purchase",
+            payment=payment,
+            subscription=subscription,
         )
 
     def _adjustment(self, event_id: str, event_type: str, data: dict[str, Any]) -> ParsedEvent:
         action, status = data.get("action"), data.get("status")
-        if action not in ("refund", "chargeback"):
-            return Ignored(event_type, f"action is {action!r}, not a refund or a chargeback")
+        if action != "refund" and action not in ADJUSTMENT_KINDS:
+            return Ignored(event_type, f"action is {action!r}, not a refund, a chargeback or its reversal")
         if status != "approved":
             return Ignored(event_type, f"status is {status!r}, not approved")
         transaction = data.get("transaction_id")
@@ -87,9 +112,7 @@ class PaddleSource:
         amount: Money | None = None
         if isinstance(totals, dict):
             amount = minor_amount(totals.get("total"), totals.get("currency_code"), "data.totals.total")
-        kind: ReversalKind = "charged_back"
-        if action == "refund":
-            kind = "refunded" if data.get("type") == "full" else "partially_refunded"
+        kind = ADJUSTMENT_KINDS.get(str(action), "refunded" if data.get("type") == "full" else "partially_refunded")
         return Reversal(self.name, (transaction,), event_id, event_type, kind, amount)
 
 

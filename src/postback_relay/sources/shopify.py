@@ -3,7 +3,8 @@
 Shopify signs only the body (the bare REST resource, no envelope); the topic travels in an unsigned header.
 So what an event means is read from the signed body alone: an order whose `financial_status` is `paid`
 is a conversion (`orders/paid`, and `orders/create` of an order paid at once, are one conversion: identity
-is the order), a refund object reverses its order, a cancelled order reverses it too."""
+is the order), a refund object reverses its order, a cancelled order reverses it too, and a Shopify Payments
+dispute (`disputes/create`, `disputes/update`) marks its order as charged back, or notes that it was won."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ from postback_relay.sources.base import (
 # The newer "Events" delivery sends the same headers without the X- prefix.
 SIGNATURE_HEADERS = ("x-shopify-hmac-sha256", "shopify-hmac-sha256")
 REVERSED_STATUSES: Mapping[str, ReversalKind] = {"refunded": "refunded", "partially_refunded": "partially_refunded"}
+# Shopify Payments disputes (`disputes/create`, `disputes/update`; the Dispute resource of the Admin API, fixture
+# shopify_python_api test/fixtures/dispute.json): `type` chargeback or inquiry; `status` needs_response,
+# under_review, charge_refunded, accepted, won, lost. An inquiry asks questions and moves no money: ignored.
+DISPUTE_TYPES = ("chargeback", "inquiry")
+DISPUTE_STATUSES: Mapping[str, ReversalKind] = {
+    "needs_response": "charged_back",
+    "under_review": "charged_back",
+    "charge_refunded": "charged_back",
+    "accepted": "dispute_lost",
+    "lost": "dispute_lost",
+    "won": "dispute_won",
+}
 
 
 class ShopifySource:
@@ -54,6 +67,8 @@ class ShopifySource:
             raise MalformedEvent("a Shopify webhook body is a JSON object")
         if "order_id" in payload and ("refund_line_items" in payload or "transactions" in payload):
             return _refund(payload)
+        if "order_id" in payload and payload.get("type") in DISPUTE_TYPES and "status" in payload:
+            return _dispute(payload)
         if "financial_status" not in payload:
             return Ignored("shopify", "neither an order nor a refund")
         order_id = _order_id(payload.get("id"), "id")
@@ -116,6 +131,26 @@ def _refund(refund: dict[str, Any]) -> ParsedEvent:
         amount = _sum(refunded)
     event_id = f"refund/{refund.get('id')}"
     return Reversal("shopify", (order_id,), event_id, "refund", "partially_refunded", amount)
+
+
+def _dispute(dispute: dict[str, Any]) -> ParsedEvent:
+    """A Shopify Payments dispute: a chargeback marks its order (opened, lost), a won one is noted."""
+    if dispute.get("type") != "chargeback":
+        return Ignored("dispute", "an inquiry is not a chargeback")
+    if dispute.get("order_id") is None:
+        return Ignored("dispute", "the dispute names no order")
+    order_id = _order_id(dispute.get("order_id"), "order_id")
+    status = str(dispute.get("status"))
+    kind = DISPUTE_STATUSES.get(status)
+    if kind is None:
+        return Ignored("dispute", f"dispute status is {status!r}")
+    amount: Money | None = None
+    try:
+        amount = major_amount(dispute.get("amount"), dispute.get("currency"), "amount")
+    except MalformedEvent:
+        amount = None  # the chargeback is recorded either way
+    event_id = f"dispute/{dispute.get('id')}@{status}"
+    return Reversal("shopify", (order_id,), event_id, f"dispute.{status}", kind, amount)
 
 
 def _sum(transactions: list[dict[str, Any]]) -> Money | None:

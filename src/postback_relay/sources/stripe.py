@@ -9,7 +9,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from postback_relay.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
+from postback_relay.conversion import (
+    Conversion,
+    Ignored,
+    Link,
+    ParsedEvent,
+    PaymentKind,
+    Reversal,
+    ReversalKind,
+    pick_click_id,
+)
+from postback_relay.lifecycle import ZERO_VALUE
 from postback_relay.money import STRIPE_EXPONENTS, Money, from_minor_units
 from postback_relay.settings import Settings
 from postback_relay.sources.base import (
@@ -21,6 +31,15 @@ from postback_relay.sources.base import (
 )
 
 CHECKOUT_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+# invoice.billing_reason → the payment's moment (https://docs.stripe.com/api/invoices/object#invoice_object-
+# billing_reason): `subscription_update` is a proration or upgrade; `subscription_threshold` a usage bill.
+BILLING_REASONS: dict[str, PaymentKind] = {
+    "subscription_create": "first",
+    "subscription_cycle": "cycle",
+    "subscription_threshold": "cycle",
+    "subscription_update": "change",
+}
+DISPUTE_OUTCOMES: dict[str, ReversalKind] = {"won": "dispute_won", "lost": "dispute_lost"}
 
 
 class StripeSource:
@@ -40,41 +59,105 @@ class StripeSource:
             raise SignatureMismatch("no Stripe-Signature v1 matches the configured secret")
 
     def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
-        """Map a Stripe event to a conversion (paid Checkout, invoice, PaymentIntent), a reversal or ignored."""
+        """Map a Stripe event to a payment (Checkout, invoice, PaymentIntent) of its lifecycle moment, a
+        link (another id of an invoice's payment), a reversal, or ignored."""
         event_id, event_type, obj = _envelope(payload)
         livemode = payload.get("livemode") is not False
         key = settings.click_id_metadata_key
         if event_type in CHECKOUT_EVENTS:
-            if obj.get("payment_status") != "paid":
-                return Ignored(event_type, f"payment_status is {obj.get('payment_status')!r}, not paid")
-            purchase = _id(obj.get("payment_intent")) or _id(obj.get("invoice")) or _required_id(obj)
-            candidates = [dig(obj, "metadata", key), obj.get("client_reference_id")]
-            return _conversion(event_id, event_type, purchase, candidates, obj, "amount_total", livemode)
+            return _checkout(event_id, event_type, obj, key, livemode)
         if event_type == "invoice.paid":
-            candidates = [
-                dig(obj, "metadata", key),
-                dig(obj, "parent", "subscription_details", "metadata", key),
-                dig(obj, "subscription_details", "metadata", key),
-            ]
-            conversion = _conversion(event_id, event_type, _required_id(obj), candidates, obj, "amount_paid", livemode)
-            reason = obj.get("billing_reason")
-            if isinstance(reason, str):
-                conversion.details["billing_reason"] = reason
-            if reason == "subscription_cycle":  # a renewal, not the subscription's first payment
-                conversion = replace(conversion, goal="renewal")
-            return conversion
+            return _invoice(event_id, event_type, obj, key, livemode)
+        if event_type == "invoice_payment.paid":
+            return _invoice_payment(event_id, event_type, obj)
         if event_type == "payment_intent.succeeded":
-            # Before 2025-03-31 a PaymentIntent that pays an invoice names it: then the invoice is the purchase.
-            purchase = _id(obj.get("invoice")) or _required_id(obj)
+            invoice = _id(obj.get("invoice"))
+            if invoice is not None:  # before 2025-03-31 a PaymentIntent names the invoice it pays: the invoice's
+                # own events say what the payment is (first, cycle, upgrade); this one only adds its ids
+                aliases = _ids(obj.get("id"), obj.get("latest_charge"))
+                return Link("stripe", event_id, event_type, invoice, aliases)
             amount_field = "amount_received" if isinstance(obj.get("amount_received"), int) else "amount"
             candidates = [dig(obj, "metadata", key)]
-            return _conversion(event_id, event_type, purchase, candidates, obj, amount_field, livemode)
+            conversion = _conversion(event_id, event_type, _required_id(obj), candidates, obj, amount_field, livemode)
+            return replace(conversion, aliases=_ids(obj.get("latest_charge")))
         if event_type == "charge.refunded":
             kind: ReversalKind = "refunded" if obj.get("refunded") is True else "partially_refunded"
-            return _reversal(event_id, event_type, kind, [obj.get("invoice"), obj.get("payment_intent")], obj)
+            ids = [obj.get("invoice"), obj.get("payment_intent"), obj.get("id")]
+            return _reversal(event_id, event_type, kind, ids, obj)
         if event_type == "charge.dispute.created":
-            return _reversal(event_id, event_type, "charged_back", [obj.get("payment_intent")], obj)
+            return _reversal(event_id, event_type, "charged_back", [obj.get("payment_intent"), obj.get("charge")], obj)
+        if event_type == "charge.dispute.closed":
+            outcome = DISPUTE_OUTCOMES.get(str(obj.get("status")))
+            if outcome is None:
+                return Ignored(event_type, f"dispute status is {obj.get('status')!r}, neither won nor lost")
+            return _reversal(event_id, event_type, outcome, [obj.get("payment_intent"), obj.get("charge")], obj)
+        if event_type == "customer.subscription.deleted":
+            return Ignored(event_type, "a cancelled subscription keeps its sale; its renewals stop coming")
         return Ignored(event_type, "not a conversion event")
+
+
+def _checkout(event_id: str, event_type: str, obj: dict[str, Any], key: str, livemode: bool) -> ParsedEvent:
+    """A completed Checkout Session. Paid: the purchase (a subscription's first payment, whose invoice is
+    the identity). No payment required: a trial starting (nothing to pay before any discount) or a $0
+    order (a 100 %-off coupon): either way its click id is remembered for the subscription, since a
+    Payment Link's `client_reference_id` is on this session only."""
+    status = obj.get("payment_status")
+    if obj.get("mode") == "setup":
+        return Ignored(event_type, "a setup session saves a payment method: no sale")
+    candidates = [dig(obj, "metadata", key), obj.get("client_reference_id")]
+    subscription = _id(obj.get("subscription")) if obj.get("mode") == "subscription" else None
+    if status == "paid":
+        purchase = _id(obj.get("payment_intent")) or _id(obj.get("invoice")) or _required_id(obj)
+        conversion = _conversion(event_id, event_type, purchase, candidates, obj, "amount_total", livemode)
+        return replace(conversion, payment="first" if subscription else "one_off", subscription=subscription)
+    if status == "no_payment_required":
+        discounted = isinstance(obj.get("amount_subtotal"), int) and obj["amount_subtotal"] > 0
+        if subscription is not None and not discounted:
+            conversion = _conversion(event_id, event_type, f"{subscription}:trial", candidates, obj, "", livemode)
+            return replace(conversion, payment="trial_start", subscription=subscription)
+        purchase = _id(obj.get("invoice")) or _id(obj.get("payment_intent")) or _required_id(obj)
+        conversion = _conversion(event_id, event_type, purchase, candidates, obj, "amount_total", livemode)
+        if conversion.amount is None:  # nothing was paid, whatever the session leaves out
+            return Ignored(event_type, ZERO_VALUE)
+        return replace(conversion, payment="first" if subscription else "one_off", subscription=subscription)
+    return Ignored(event_type, f"payment_status is {status!r}, not paid")
+
+
+def _invoice(event_id: str, event_type: str, obj: dict[str, Any], key: str, livemode: bool) -> ParsedEvent:
+    """A paid invoice: its billing reason says which moment of the subscription it is; a $0 first invoice
+    with nothing to pay before discounts is the trial starting. Before 2025-03-31 it names its PaymentIntent
+    and charge, which become its aliases (later versions send `invoice_payment.paid` for that)."""
+    candidates = [
+        dig(obj, "metadata", key),
+        dig(obj, "parent", "subscription_details", "metadata", key),
+        dig(obj, "subscription_details", "metadata", key),
+    ]
+    subscription = _id(dig(obj, "parent", "subscription_details", "subscription")) or _id(obj.get("subscription"))
+    reason = obj.get("billing_reason")
+    payment = BILLING_REASONS.get(str(reason), "cycle") if subscription else "one_off"
+    trial = payment == "first" and obj.get("amount_paid") == 0 and obj.get("subtotal") in (0, None)
+    purchase = f"{subscription}:trial" if trial else _required_id(obj)
+    conversion = _conversion(event_id, event_type, purchase, candidates, obj, "" if trial else "amount_paid", livemode)
+    details = {"billing_reason": reason} if isinstance(reason, str) else {}
+    aliases = () if trial else _ids(obj.get("payment_intent"), obj.get("charge"))
+    return replace(
+        conversion,
+        payment="trial_start" if trial else payment,
+        subscription=subscription,
+        aliases=aliases,
+        details=details,
+    )
+
+
+def _invoice_payment(event_id: str, event_type: str, obj: dict[str, Any]) -> ParsedEvent:
+    """An InvoicePayment (API 2025-03-31 and later): the only object that names both an invoice and the
+    PaymentIntent (or charge) that paid it, so a refund or dispute naming the payment finds the invoice."""
+    invoice = _id(obj.get("invoice"))
+    payment = obj.get("payment")
+    aliases = _ids(dig(payment, "payment_intent"), dig(payment, "charge")) if isinstance(payment, dict) else ()
+    if invoice is None or not aliases or obj.get("status") != "paid":
+        return Ignored(event_type, "not a paid invoice payment naming its invoice and payment")
+    return Link("stripe", event_id, event_type, invoice, aliases)
 
 
 def _envelope(payload: Any) -> tuple[str, str, dict[str, Any]]:
@@ -93,6 +176,11 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _ids(*values: Any) -> tuple[str, ...]:
+    """The ids among ``values`` (strings or expanded objects), in order, without repeats."""
+    return tuple(dict.fromkeys(found for found in map(_id, values) if found))
+
+
 def _required_id(obj: dict[str, Any]) -> str:
     object_id = _id(obj)
     if object_id is None:
@@ -101,6 +189,8 @@ def _required_id(obj: dict[str, Any]) -> str:
 
 
 def _amount(obj: dict[str, Any], field: str) -> Money | None:
+    if not field:
+        return None
     amount, currency = obj.get(field), obj.get("currency")
     if amount is None and currency is None:
         return None
@@ -136,9 +226,9 @@ def _conversion(
 def _reversal(
     event_id: str, event_type: str, kind: ReversalKind, purchase_fields: list[Any], obj: dict[str, Any]
 ) -> ParsedEvent:
-    purchase_ids = tuple(dict.fromkeys(pid for pid in map(_id, purchase_fields) if pid))
+    purchase_ids = _ids(*purchase_fields)
     if not purchase_ids:
-        return Ignored(event_type, "the reversal names no PaymentIntent or invoice")
+        return Ignored(event_type, "the reversal names no PaymentIntent, charge or invoice")
     amount_field = "amount_refunded" if event_type == "charge.refunded" else "amount"
     return Reversal("stripe", purchase_ids, event_id, event_type, kind, _amount(obj, amount_field))
 

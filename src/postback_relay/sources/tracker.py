@@ -109,7 +109,9 @@ class TrackerSource:
         event_id = f"postback:{_fingerprint(params)}"
         if reversal is not None:
             # The identity the conversion was stored under (the status is no part of it), so the store finds it.
-            return Reversal(self.name, (purchase_id,), event_id, f"postback.{status}", reversal, amount)
+            return Reversal(
+                self.name, (purchase_id,), event_id, f"postback.{status}", reversal, amount, tombstone=False
+            )
         return Conversion(
             source=self.name,
             purchase_id=purchase_id,

@@ -4,15 +4,26 @@ conversions, and where the click id is.
 WooCommerce builds the payload when it delivers (the order as it is then, from the REST API), never retries,
 and disables a webhook after a few failed deliveries: so every order that is not (yet) a conversion is
 answered 200, and `order.created` and `order.updated` are read the same way, by the order's status. Its
-delivery id is per second, not per event: identity is the order."""
+delivery id is per second, not per event: identity is the order. A partial refund leaves the status as it
+was and grows `refunds[]` (https://woocommerce.github.io/woocommerce-rest-api-docs/#order-properties): the
+order's delivery then also notes the refunded amount."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from postback_relay.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
+from postback_relay.conversion import (
+    Conversion,
+    Ignored,
+    ParsedEvent,
+    PaymentKind,
+    Reversal,
+    ReversalKind,
+    pick_click_id,
+)
 from postback_relay.money import Money
 from postback_relay.settings import Settings
 from postback_relay.sources.base import (
@@ -31,6 +42,15 @@ PAID_STATUSES = frozenset({"processing", "completed"})
 REVERSED_STATUSES: Mapping[str, ReversalKind] = {"refunded": "refunded", "cancelled": "cancelled"}
 # WooCommerce's order attribution (8.5+) keeps the session's landing URL, query string included.
 SESSION_ENTRY_KEY = "_wc_order_attribution_session_entry"
+# WooCommerce Subscriptions marks the orders it creates with the subscription's id in these meta keys (the keys
+# it never copies from a subscription to its orders): a renewal, a switch (an upgrade or downgrade, with its
+# prorated charge), a resubscribe (a new purchase of an ended subscription). A parent order carries none of
+# them and does not name its subscription, so it is a purchase like any order.
+SUBSCRIPTION_ORDER_KINDS: Mapping[str, PaymentKind] = {
+    "_subscription_renewal": "cycle",
+    "_subscription_switch": "change",
+    "_subscription_resubscribe": "first",
+}
 
 
 class WooCommerceSource:
@@ -80,6 +100,7 @@ class WooCommerceSource:
             [named_value(meta, key, "key"), url_parameter(named_value(meta, SESSION_ENTRY_KEY, "key"), key)]
         )
         number = payload.get("number")
+        payment, subscription = _subscription_order(meta)
         return Conversion(
             source="woocommerce",
             purchase_id=purchase_id,
@@ -89,6 +110,9 @@ class WooCommerceSource:
             raw_click_id=raw_click_id,
             amount=_total(payload),
             details={"order_number": number} if isinstance(number, str) and number else {},
+            payment=payment,
+            subscription=subscription,
+            refunded=_refunded(payload),
         )
 
 
@@ -97,6 +121,35 @@ def _purchase_id(order_id: int, order_key: Any) -> str:
     if isinstance(order_key, str) and order_key and len(order_key) <= 64:
         return f"{order_id}:{order_key}"
     return str(order_id)
+
+
+def _subscription_order(meta: Any) -> tuple[PaymentKind, str | None]:
+    """What WooCommerce Subscriptions made this order for, and the subscription's id; a plain order else."""
+    for key, payment in SUBSCRIPTION_ORDER_KINDS.items():
+        value = named_value(meta, key, "key")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            return payment, value
+    return "one_off", None
+
+
+def _refunded(order: dict[str, Any]) -> Money | None:
+    """What `refunds[]` (each `total` a negative decimal string) has returned of a paid order: a partial
+    refund keeps the status processing or completed, so this list is the only sign of it."""
+    refunds = order.get("refunds")
+    if not isinstance(refunds, list) or not refunds:
+        return None
+    total = Decimal(0)
+    for refund in refunds:
+        amount = refund.get("total") if isinstance(refund, dict) else None
+        try:
+            total += abs(Decimal(str(amount)))
+        except InvalidOperation:
+            return None
+    if not total.is_finite() or total == 0:
+        return None
+    return major_amount(str(total), order.get("currency"), "refunds[].total")
 
 
 def _total(order: dict[str, Any]) -> Money | None:
