@@ -230,11 +230,12 @@ class TestExactlyOnce:
             stripe_event("invoice.paid", invoice(invoice_id="in_sub_1", billing_reason="subscription_create")),
         ]
         statuses = [invoke.stripe(body, TEST_STRIPE_SECRET).body["status"] for body in events]
-        assert statuses == ["sent", "duplicate", "duplicate"]
+        assert statuses == ["sent", "linked", "duplicate"]  # the PaymentIntent only adds its id to the invoice
         assert len(sandbox.state.received) == 1
         record = aws.record("stripe#in_sub_1")
-        assert record is not None and len(record["event_ids"]) == 3
-        assert record["event_types"] == {"checkout.session.completed", "payment_intent.succeeded", "invoice.paid"}
+        assert record is not None and len(record["event_ids"]) == 2
+        assert record["event_types"] == {"checkout.session.completed", "invoice.paid"}
+        assert aws.record("alias#stripe#pi_sub_1") is not None
 
     def test_a_one_off_purchase_fires_session_and_payment_intent_and_sends_once(
         self, invoke: Invoker, sandbox: TrafficStarsSandbox
@@ -492,10 +493,17 @@ class TestReversals:
             "charged_back"
         )
 
-    def test_a_refund_of_an_unknown_purchase_is_ignored(self, invoke: Invoker, aws: Aws) -> None:
-        reply = invoke.stripe(stripe_event("charge.refunded", charge_refunded(pi="pi_unknown")), TEST_STRIPE_SECRET)
-        assert (reply.status, reply.body["status"]) == (200, "ignored")
-        assert aws.items() == []
+    def test_a_refund_before_its_purchase_is_kept_and_the_late_purchase_is_never_sent(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        """A platform retrying the paid event after an outage may deliver it after its refund."""
+        reply = invoke.stripe(stripe_event("charge.refunded", charge_refunded(pi="pi_late")), TEST_STRIPE_SECRET)
+        assert (reply.status, reply.body["status"], reply.body["recorded_before_purchase"]) == (200, "refunded", True)
+        late = invoke.stripe(purchase(payment_intent="pi_late"), TEST_STRIPE_SECRET)
+        assert (late.status, late.body["status"], late.body["conversion_status"]) == (200, "duplicate", "refunded")
+        assert sandbox.state.received == []
+        record = aws.record("stripe#pi_late")
+        assert record is not None and record["status"] == "refunded" and "click_id" not in record
 
 
 class TestSecrecy:

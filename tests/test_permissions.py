@@ -20,7 +20,7 @@ from postback_relay.local.template import load_template
 from postback_relay.local.worker import sqs_event
 from postback_relay.runtime import reset_runtime
 from tests.conftest import TEST_STRIPE_SECRET, Aws
-from tests.helpers import Invoker, checkout_session, stripe_event
+from tests.helpers import Invoker, charge_refunded, checkout_session, stripe_event
 
 Grant = tuple[str, str]  # (IAM action, possibly with a wildcard; the resource: table, index/due, secret, a queue)
 
@@ -104,6 +104,9 @@ def test_the_webhook_function_may_record_send_queue_and_dead_letter_and_nothing_
         [
             lambda: invoke.stripe(purchase("pi_sent"), TEST_STRIPE_SECRET),  # secret, record, finish
             lambda: invoke.stripe(purchase("pi_sent"), TEST_STRIPE_SECRET),  # duplicate
+            lambda: invoke.stripe(  # a refund: the aliases of the ids it names, then the reversal
+                stripe_event("charge.refunded", charge_refunded(pi="pi_sent")), TEST_STRIPE_SECRET
+            ),
             outage,
             lambda: invoke.stripe(purchase("pi_queued"), TEST_STRIPE_SECRET),  # retry queue
             lambda: fresh_container(relay_env, RETRY_WINDOW_SECONDS="1", RETRY_BASE_DELAY_SECONDS="30"),

@@ -143,14 +143,77 @@ def test_an_upgrade_claims_a_record_that_had_no_click_id(store: ConversionStore,
     assert sound(aws)["deliveries"] == 2
 
 
-def test_a_reversal_marks_the_first_existing_identity(store: ConversionStore, aws: Aws) -> None:
+def test_a_reversal_marks_every_existing_identity_it_names(store: ConversionStore, aws: Aws) -> None:
     create(store)
     marked = store.mark_reversal(("stripe#in_9", PK), "refunded", "evt_r", {"reversal_amount": "49.00"})
-    assert marked == PK
+    assert marked == [PK]
     record = sound(aws)
     assert (record["status"], record["status_before_reversal"]) == ("refunded", "sending")
-    assert store.mark_reversal(("stripe#nothing",), "refunded", "evt_x", {}) is None
+    assert store.mark_reversal(("stripe#nothing",), "refunded", "evt_x", {}) == []
     assert aws.record("stripe#nothing") is None
+
+
+def test_an_alias_leads_a_reversal_to_the_conversion_recorded_under_another_id(
+    store: ConversionStore, aws: Aws
+) -> None:
+    store.create("stripe#in_1", Status.SENDING, FIELDS, "evt_1", "invoice.paid", lease_seconds=30)
+    store.add_aliases("stripe#in_1", ("stripe#pi_9", "stripe#ch_9"))
+    store.add_aliases("stripe#in_1", ("stripe#pi_9",))  # a redelivered link changes nothing
+    assert store.resolve(("stripe#pi_9",)) == ("stripe#pi_9", "stripe#in_1")
+    assert store.resolve(("stripe#ch_9", "stripe#pi_9")) == ("stripe#ch_9", "stripe#pi_9", "stripe#in_1")
+    assert store.resolve(("stripe#pi_unknown",)) == ("stripe#pi_unknown",)
+    assert store.mark_reversal(store.resolve(("stripe#pi_9",)), "charged_back", "evt_d", {}) == ["stripe#in_1"]
+    record = aws.record("stripe#in_1")
+    assert record is not None and violations(record) == []
+    assert (record["status"], record["dispute_status"], "due_at" in record) == ("charged_back", "opened", False)
+    alias = aws.record("alias#stripe#pi_9")
+    assert alias is not None and alias["alias_of"] == {"stripe#in_1"} and "status" not in alias
+    assert [item["pk"] for item in store.select()] == ["stripe#in_1"]  # operators' listings skip the aliases
+
+
+def test_a_reversal_of_nothing_recorded_is_kept_so_the_late_purchase_is_born_reversed(
+    store: ConversionStore, aws: Aws
+) -> None:
+    assert store.tombstone(PK, "stripe", "pi_1", "refunded", "evt_r", {"reversal_amount": "49.00"})
+    assert not store.tombstone(PK, "stripe", "pi_1", "refunded", "evt_r2", {})  # one is enough
+    assert not store.tombstone("stripe#pi_2", "stripe", "pi_2", "partially_refunded", "evt_p", {})
+    late = create(store, event_id="evt_paid")
+    assert isinstance(late, Applied) and not late.done and late.record is not None
+    assert late.record.status is Status.REFUNDED
+    record = sound(aws)
+    assert (record["status"], record["reversal_amount"], record["event_ids"]) == ("refunded", "49.00", {"evt_r"})
+    assert aws.record("stripe#pi_2") is None
+
+
+def test_a_dispute_won_is_noted_and_a_dispute_lost_is_a_chargeback(store: ConversionStore, aws: Aws) -> None:
+    claim = claimed(create(store))
+    store.finish(PK, claim, Status.SENT, {}, [{"outcome": "ok"}])
+    assert store.mark_reversal((PK,), "dispute_won", "evt_w", {}) == [PK]
+    assert (sound(aws)["status"], sound(aws)["dispute_status"]) == ("sent", "won")
+    assert store.mark_reversal((PK,), "dispute_lost", "evt_l", {}) == [PK]
+    record = sound(aws)
+    assert (record["status"], record["dispute_status"], record["status_before_reversal"]) == (
+        "charged_back",
+        "lost",
+        "sent",
+    )
+    store.mark_reversal((PK,), "refunded", "evt_r", {})  # a second reversal keeps what it was before the first
+    assert sound(aws)["status_before_reversal"] == "sent"
+
+
+def test_a_subscription_remembers_its_first_click_id_and_its_first_paid_payment(
+    store: ConversionStore, aws: Aws
+) -> None:
+    memory_pk = "subscription#stripe#sub_1"
+    assert store.follow_subscription(memory_pk, None, "stripe#in_2", known_only=True) is None  # never seen start
+    assert aws.record(memory_pk) is None
+    started = store.follow_subscription(memory_pk, "a" * 40, None, known_only=False)
+    assert started is not None and started == ("a" * 40, None)
+    first = store.follow_subscription(memory_pk, "b" * 40, "stripe#in_2", known_only=True)
+    assert first == ("a" * 40, "stripe#in_2")  # the click that started it is kept
+    assert store.follow_subscription(memory_pk, None, "stripe#in_2", known_only=True) == ("a" * 40, "stripe#in_2")
+    assert store.follow_subscription(memory_pk, None, "stripe#in_3", known_only=True) == ("a" * 40, "stripe#in_2")
+    assert list(store.select()) == []
 
 
 def test_a_refund_during_a_send_wins_over_the_sends_outcome_which_is_still_logged(

@@ -209,7 +209,7 @@ class Relay:
         if isinstance(decision, Counted):
             conversion = replace(conversion, goal=decision.goal)
         if conversion.alias_identities:
-            self._store.add_aliases(conversion.identity, conversion.alias_identities)
+            self._alias(conversion.source, conversion.identity, conversion.alias_identities)
         outcome = self._record(conversion, secrets, isinstance(decision, NotCounted))
         if conversion.refunded is not None:
             refund = Reversal(
@@ -252,13 +252,34 @@ class Relay:
         """Remember what a link event says: another id of a purchase, a subscription's click id or first paid
         payment. Nothing is sent."""
         if link.identity is not None and link.aliases:
-            self._store.add_aliases(link.identity, tuple(f"{link.source}#{alias}" for alias in link.aliases))
+            self._alias(link.source, link.identity, tuple(f"{link.source}#{alias}" for alias in link.aliases))
         if link.subscription is not None and (link.click_id is not None or link.first_paid is not None):
             first_paid = f"{link.source}#{link.first_paid}" if link.first_paid else None
             memory_pk = subscription_identity(link.source, link.subscription)
             self._store.follow_subscription(memory_pk, link.click_id, first_paid, known_only=False)
         logger.info("link remembered", extra={"event_type": link.event_type, "conversion_id": link.identity})
         return Outcome(200, "linked", {"status": "linked", "conversion_id": link.identity}, link.identity)
+
+    def _alias(self, source: str, pk: str, aliases: tuple[str, ...]) -> None:
+        """Record ``aliases`` as other ids of the conversion ``pk``, then let it inherit a reversal that reached
+        one of them first (a refund naming the PaymentIntent before the event linking it to its invoice):
+        the conversion is marked, or, not recorded yet, born reversed. A refund concurrent with the link
+        may still miss it by a few milliseconds (each reads before the other writes)."""
+        self._store.add_aliases(pk, aliases)
+        for reversed_alias in self._store.reversed_among(aliases):
+            kind = reversed_alias.reversal_kind or str(reversed_alias.status)
+            event_id = reversed_alias.reversal_event_id or reversed_alias.pk
+            fields = {
+                name: value
+                for name, value in (
+                    ("reversal_amount", reversed_alias.reversal_amount),
+                    ("reversal_currency", reversed_alias.reversal_currency),
+                )
+                if value is not None
+            }
+            if not self._store.mark_reversal((pk,), kind, event_id, fields):
+                self._store.tombstone(pk, source, pk.partition("#")[2], kind, event_id, fields)
+            logger.info("reversal inherited from an alias", extra={"conversion_id": pk, "alias": reversed_alias.pk})
 
     def _record(self, conversion: Conversion, secrets: RelaySecrets, not_counted: bool) -> Outcome:
         pk = conversion.identity

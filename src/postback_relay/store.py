@@ -33,6 +33,7 @@ from postback_relay.record import (
     REOPEN,
     RETRY,
     REVERSE,
+    REVERSED,
     TOMBSTONE,
     UPGRADE,
     ConversionRecord,
@@ -230,6 +231,24 @@ class ConversionStore:
             raise StoreUnavailable(f"DynamoDB batch_get_item failed: {_error_code(exc)}") from None
         targets = [target for pk in pks for target in found.get(alias_identity(pk), [])]
         return tuple(dict.fromkeys([*pks, *targets]))
+
+    def reversed_among(self, pks: tuple[str, ...]) -> list[ConversionRecord]:
+        """The reversed records among ``pks`` (one BatchGetItem): a refund that named a payment's id before
+        the relay knew which purchase it belongs to left one there."""
+        keys = [{"pk": {"S": pk}} for pk in dict.fromkeys(pks)]
+        found: list[ConversionRecord] = []
+        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        try:
+            while request:
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    record = ConversionRecord.from_item(_from_item(item))
+                    if record.status in REVERSED:
+                        found.append(record)
+                request = response.get("UnprocessedKeys") or {}
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"DynamoDB batch_get_item failed: {_error_code(exc)}") from None
+        return sorted(found, key=lambda record: record.pk)
 
     def follow_subscription(
         self, subscription_pk: str, click_id: str | None, first_paid: str | None, known_only: bool

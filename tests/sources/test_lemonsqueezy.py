@@ -182,9 +182,12 @@ class TestEvents:
             "9.99",
         )
 
-    @pytest.mark.parametrize("reason", ["initial", "updated"])
-    def test_the_initial_payment_duplicates_its_order_and_is_ignored(self, reason: str) -> None:
-        assert isinstance(parse(webhook("subscription_payment_success", invoice(billing_reason=reason))), Ignored)
+    def test_the_initial_payment_duplicates_its_order_and_is_ignored(self) -> None:
+        assert isinstance(parse(webhook("subscription_payment_success", invoice(billing_reason="initial"))), Ignored)
+
+    def test_a_plan_change_is_a_change_of_its_subscription(self) -> None:
+        event = parse(webhook("subscription_payment_success", invoice(billing_reason="updated")))
+        assert isinstance(event, Conversion) and (event.payment, event.subscription) == ("change", "851")
 
     def test_an_unpaid_order_is_ignored(self) -> None:
         assert isinstance(parse(webhook("order_created", ls_order(status="pending"))), Ignored)
@@ -205,7 +208,7 @@ class TestEvents:
         assert isinstance(event, Reversal) and (event.identities, event.kind) == ((PURCHASE,), kind)
         assert event.amount is not None and str(event.amount.amount) == "6.00"
 
-    @pytest.mark.parametrize("event_name", ["subscription_created", "license_key_created", "order_updated"])
+    @pytest.mark.parametrize("event_name", ["license_key_created", "order_updated"])
     def test_other_events_are_ignored(self, event_name: str) -> None:
         assert isinstance(parse(webhook(event_name, ls_order())), Ignored)
 
@@ -341,9 +344,8 @@ class TestThroughTheHandler:
     def test_an_ignored_event_is_exactly_200_with_nothing_stored(
         self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
     ) -> None:
-        reply = deliver(
-            invoke, webhook("subscription_created", {"type": "subscriptions", "id": "851", "attributes": {}})
-        )
+        cancelled = webhook("subscription_cancelled", {"type": "subscriptions", "id": "851", "attributes": {}})
+        reply = deliver(invoke, cancelled)
         assert (reply.status, reply.body["status"]) == (200, "ignored")
         assert aws.items() == [] and sandbox.state.received == []
 
@@ -377,8 +379,8 @@ EXPECTED = {
     "order_created": "sent",
     "subscription_payment_success": "sent",
     "subscription_payment_success-initial": "ignored",
-    "order_refunded": "ignored",  # nothing recorded yet to refund in a fresh table
-    "subscription_created": "ignored",
+    "order_refunded": "refunded",  # nothing recorded yet: kept, so a late delivery of the order is not sent
+    "subscription_created": "linked",  # its order is the subscription's first paid payment
 }
 
 

@@ -197,8 +197,27 @@ class TestEvents:
         assert (event.identity, event.click_id, event.goal, event.livemode) == (PURCHASE, CLICK_ID, "purchase", True)
         assert event.amount is not None and (str(event.amount.amount), event.amount.currency) == ("49.00", "USD")
 
-    def test_a_subscription_renewal_is_a_renewal(self) -> None:
-        assert parse("transaction.completed", transaction(origin="subscription_recurring")).goal == "renewal"
+    @pytest.mark.parametrize(
+        ("origin", "payment"),
+        [
+            ("subscription_recurring", "cycle"),
+            ("subscription_update", "change"),
+            ("subscription_charge", "change"),
+            ("subscription_payment_method_change", "payment_method_change"),
+            ("web", "first"),
+            ("api", "first"),
+        ],
+    )
+    def test_the_origin_says_which_moment_of_a_subscription_a_transaction_is(self, origin: str, payment: str) -> None:
+        assert parse("transaction.completed", transaction(origin=origin)).payment == payment
+
+    def test_a_checkout_of_no_subscription_is_a_one_off_purchase_and_one_with_nothing_to_pay_a_trial(self) -> None:
+        one_off = transaction()
+        one_off["subscription_id"] = None
+        assert parse("transaction.completed", one_off).payment == "one_off"
+        trial = transaction(grand_total="0")
+        trial["details"]["totals"]["subtotal"] = "0"
+        assert parse("transaction.completed", trial).payment == "trial_start"
 
     def test_amounts_are_in_the_currencys_lowest_denomination(self) -> None:
         assert str(parse("transaction.completed", transaction(grand_total="7500", currency="JPY")).amount.amount) == (
@@ -373,7 +392,7 @@ EXPECTED = {
     "transaction.completed": "sent",
     "transaction.completed-renewal": "sent",
     "transaction.completed-sandbox": "test_mode",
-    "adjustment.updated": "ignored",  # nothing recorded yet to refund in a fresh table
+    "adjustment.updated": "refunded",  # nothing recorded yet: kept, so a late delivery of the purchase is not sent
     "transaction.paid": "ignored",
 }
 

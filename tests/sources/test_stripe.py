@@ -149,10 +149,20 @@ class TestEvents:
         assert isinstance(event, Conversion) and event.click_id == CLICK_ID
         assert event.details == {"billing_reason": "subscription_cycle"}
 
-    def test_a_subscription_cycle_invoice_is_a_renewal_and_the_first_one_a_purchase(self) -> None:
-        assert parse("invoice.paid", invoice(billing_reason="subscription_cycle")).goal == "renewal"
-        assert parse("invoice.paid", invoice(billing_reason="subscription_create")).goal == "purchase"
-        assert parse("checkout.session.completed", checkout_session()).goal == "purchase"
+    def test_the_billing_reason_says_which_moment_of_its_subscription_an_invoice_is(self) -> None:
+        assert parse("invoice.paid", invoice(billing_reason="subscription_cycle")).payment == "cycle"
+        assert parse("invoice.paid", invoice(billing_reason="subscription_create")).payment == "first"
+        assert parse("invoice.paid", invoice(billing_reason="subscription_update")).payment == "change"
+        assert parse("invoice.paid", invoice(billing_reason="subscription_cycle")).subscription == "sub_test_0001"
+        assert parse("checkout.session.completed", checkout_session()).payment == "one_off"
+
+    def test_a_first_invoice_with_nothing_to_pay_is_the_trial_starting(self) -> None:
+        trial = parse("invoice.paid", invoice(billing_reason="subscription_create", amount=0))
+        assert isinstance(trial, Conversion) and trial.payment == "trial_start"
+        assert trial.identity == "stripe#sub_test_0001:trial" and trial.amount is None
+        coupon = invoice(billing_reason="subscription_create", amount=0)
+        coupon["subtotal"] = 1900  # a 100 %-off coupon: something to pay before the discount
+        assert parse("invoice.paid", coupon).payment == "first"
 
     def test_an_upper_case_click_id_is_folded_and_a_bad_one_is_kept_raw(self) -> None:
         assert parse("checkout.session.completed", checkout_session(click_id=CLICK_ID.upper())).click_id == CLICK_ID
@@ -171,7 +181,7 @@ class TestEvents:
     def test_refunds_and_disputes_are_reversals_of_the_payment(self) -> None:
         full = parse("charge.refunded", charge_refunded())
         assert isinstance(full, Reversal) and full.kind == "refunded"
-        assert full.identities == ("stripe#pi_test_0001",)
+        assert full.identities == ("stripe#pi_test_0001", "stripe#ch_test_0001")
         assert parse("charge.refunded", charge_refunded(full=False)).kind == "partially_refunded"
         dispute = parse(
             "charge.dispute.created",

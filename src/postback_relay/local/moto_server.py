@@ -96,4 +96,6 @@ def _resource(body: bytes) -> str:
     if "TableName" in request:
         index = request.get("IndexName")
         return f"{request['TableName']}/index/{index}" if index else str(request["TableName"])
+    if isinstance(request.get("RequestItems"), dict) and len(request["RequestItems"]) == 1:  # Batch*Item
+        return str(next(iter(request["RequestItems"])))
     return str(request.get("SecretId", ""))
