@@ -530,12 +530,21 @@ class Relay:
         pks = self._store.resolve(reversal.identities)
         marked = self._store.mark_reversal(pks, reversal.kind, reversal.event_id, fields)
         if not marked and reversal.tombstone:
-            pk, purchase_id = reversal.identities[0], reversal.purchase_ids[0]
-            if self._store.tombstone(pk, reversal.source, purchase_id, reversal.kind, reversal.event_id, fields):
-                logger.info("reversal recorded before its purchase", extra={"conversion_id": pk})
-                answer = {"status": reversal.kind, "conversion_id": pk, "recorded_before_purchase": True}
-                return Outcome(200, reversal.kind, answer, pk)
-            marked = self._store.mark_reversal((pk,), reversal.kind, reversal.event_id, fields)
+            # under its most specific id, and under each purchase an alias says it belongs to
+            aliased = [pk for pk in pks if pk not in reversal.identities]
+            kept = [
+                pk
+                for pk in dict.fromkeys([reversal.identities[0], *aliased])
+                if self._store.tombstone(
+                    pk, reversal.source, pk.partition("#")[2], reversal.kind, reversal.event_id, fields
+                )
+            ]
+            if kept:
+                logger.info("reversal recorded before its purchase", extra={"conversion_id": kept[0]})
+                answer: dict[str, Any] = {"status": reversal.kind, "conversion_id": kept[0]}
+                answer.update(recorded_before_purchase=True, **({"conversion_ids": kept} if len(kept) > 1 else {}))
+                return Outcome(200, reversal.kind, answer, kept[0])
+            marked = self._store.mark_reversal(pks, reversal.kind, reversal.event_id, fields)
         if not marked:
             reason = "no recorded purchase for this reversal"
             return Outcome(200, "ignored", {"status": "ignored", "reason": reason})
