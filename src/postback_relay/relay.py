@@ -208,6 +208,8 @@ class Relay:
             return Outcome(200, "ignored", {"status": "ignored", "reason": decision.reason})
         if isinstance(decision, Counted):
             conversion = replace(conversion, goal=decision.goal)
+        elif conversion.payment == "trial_start":
+            conversion = replace(conversion, goal="lead")  # what it would count towards, were a lead goal set
         if conversion.alias_identities:
             self._alias(conversion.source, conversion.identity, conversion.alias_identities)
         outcome = self._record(conversion, secrets, isinstance(decision, NotCounted))
@@ -229,15 +231,17 @@ class Relay:
         renewal. A cycle of a subscription the relay never saw start stays the renewal the platform says."""
         if conversion.subscription is None:
             return conversion, decision
-        counted_payment = isinstance(decision, Counted) and conversion.payment in ("first", "cycle")
+        counted = isinstance(decision, Counted)
+        counted_payment = counted and conversion.payment in ("first", "cycle")
         starts = conversion.payment in ("first", "trial_start")  # the relay has now seen it start
-        if conversion.click_id is None and not counted_payment and not starts:
+        borrows = counted and conversion.click_id is None  # an upgrade sent as a renewal needs the click id too
+        if conversion.click_id is None and not counted_payment and not starts and not borrows:
             return conversion, decision  # nothing to remember and nothing to learn
         memory = self._store.follow_subscription(
             subscription_identity(conversion.source, conversion.subscription),
             conversion.click_id,
             conversion.identity if counted_payment else None,
-            known_only=conversion.payment == "cycle",
+            known_only=not starts,  # only its start makes the relay know a subscription: see the README's table
         )
         if memory is None:
             return conversion, decision

@@ -78,7 +78,8 @@ class StripeSource:
                 return Link("stripe", event_id, event_type, invoice, aliases)
             amount_field = "amount_received" if isinstance(obj.get("amount_received"), int) else "amount"
             candidates = [dig(obj, "metadata", key)]
-            return _conversion(event_id, event_type, _required_id(obj), candidates, obj, amount_field, livemode)
+            conversion = _conversion(event_id, event_type, _required_id(obj), candidates, obj, amount_field, livemode)
+            return replace(conversion, aliases=_ids(obj.get("latest_charge")))  # a refund may name only the charge
         if event_type == "charge.refunded":
             kind: ReversalKind = "refunded" if obj.get("refunded") is True else "partially_refunded"
             ids = [obj.get("invoice"), obj.get("payment_intent"), obj.get("id")]
