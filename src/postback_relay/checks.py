@@ -204,6 +204,7 @@ STACK_SETTINGS = {
     "VALUE_FIXED": "ValueFixed",
     "VALUE_PERCENT": "ValuePercent",
     "VALUE_OUT_OF_RANGE": "ValueOutOfRange",
+    "UPGRADES_COUNT_AS": "UpgradesCountAs",
     "FORWARD_TEST_EVENTS": "ForwardTestEvents",
     "RETENTION_DAYS": "RetentionDays",
     "RETRY_WINDOW_SECONDS": "RetryWindowSeconds",

@@ -15,11 +15,13 @@ transitions and nothing else writes a record.
              │              │──retry──► retry_pending ──claim (due)──► sending …
              │              │               └──fail (window spent)──► failed (final, DLQ)
              │              └──claim (lease expired: the sender died)──► sending
-             └──hold──► no_click_id · invalid_click_id · test_mode
-                          └──upgrade (a later event has the click id)──► sending
+             ├──hold──► no_click_id · invalid_click_id · test_mode · not_counted
+             │            └──upgrade (no_click_id, invalid_click_id: a later event has the click id)──► sending
+             └──tombstone (a reversal of a purchase not recorded yet)──► refunded · charged_back · cancelled
     any record ──reverse──► refunded · charged_back · cancelled   (final for sending; leaves the due index)
     failed · rejected · retry_pending ──reopen (replay)──► retry_pending
-    any record ──note (a duplicate delivery, a partial refund)──► unchanged: ids, types, counts, amounts only
+    any record ──note (a duplicate delivery, a partial refund, a dispute won)──► unchanged: ids, types, counts,
+                 amounts, the dispute's status only
     a final record still in the due index (written before this module) ──leave_due_index──► unchanged
 
 Only ``sending`` holds a lease; only ``sending`` and ``retry_pending`` are in the sparse ``due`` index, so a

@@ -1,7 +1,17 @@
 """Stripe: `Stripe-Signature` verification, which events are conversions, and where the click id is.
 
 Identity is the underlying payment: a Checkout Session, its PaymentIntent and an invoice paid through it
-all name the same purchase, so the events Stripe fires for one purchase become one conversion."""
+all name the same purchase, so the events Stripe fires for one purchase become one conversion.
+
+Lifecycle (the README's table): `invoice.billing_reason` says which moment of a subscription an invoice is
+(https://docs.stripe.com/api/invoices/object); a trial's session is `payment_status: no_payment_required` with
+nothing to pay before discounts (`amount_subtotal` 0), a 100 %-off coupon's has a subtotal; a `mode: setup`
+session saves a card. From API 2025-03-31 ("basil") an invoice names neither its PaymentIntent nor its charge,
+and charges and PaymentIntents no longer name their invoice
+(https://docs.stripe.com/changelog/basil/2025-03-31/add-support-for-multiple-partial-payments-on-invoices):
+the InvoicePayment of `invoice_payment.paid` (https://docs.stripe.com/api/invoice-payment/object) is what
+links them, so it becomes the aliases a refund or dispute naming the PaymentIntent is found by. Disputes:
+`charge.dispute.created`, then `charge.dispute.closed` with `status` won or lost."""
 
 from __future__ import annotations
 
