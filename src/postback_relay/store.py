@@ -218,37 +218,33 @@ class ConversionStore:
 
     def resolve(self, pks: tuple[str, ...]) -> tuple[str, ...]:
         """``pks`` followed by every conversion an alias among them names (one BatchGetItem), in order."""
-        keys = [{"pk": {"S": alias_identity(pk)}} for pk in dict.fromkeys(pks)]
-        found: dict[str, list[str]] = {}
-        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-        try:
-            while request:
-                response = self._client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found[item["pk"]["S"]] = sorted(item.get("alias_of", {}).get("SS", []))
-                request = response.get("UnprocessedKeys") or {}
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"DynamoDB batch_get_item failed: {_error_code(exc)}") from None
+        found = {
+            item["pk"]["S"]: sorted(item.get("alias_of", {}).get("SS", []))
+            for item in self._get_many([alias_identity(pk) for pk in pks])
+        }
         targets = [target for pk in pks for target in found.get(alias_identity(pk), [])]
         return tuple(dict.fromkeys([*pks, *targets]))
 
     def reversed_among(self, pks: tuple[str, ...]) -> list[ConversionRecord]:
         """The reversed records among ``pks`` (one BatchGetItem): a refund that named a payment's id before
         the relay knew which purchase it belongs to left one there."""
-        keys = [{"pk": {"S": pk}} for pk in dict.fromkeys(pks)]
-        found: list[ConversionRecord] = []
-        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        records = [ConversionRecord.from_item(_from_item(item)) for item in self._get_many(list(pks))]
+        return sorted((record for record in records if record.status in REVERSED), key=lambda record: record.pk)
+
+    def _get_many(self, pks: list[str]) -> list[dict[str, Any]]:
+        """The items of ``pks`` that exist, read consistently (BatchGetItem, its unprocessed keys retried)."""
+        request: dict[str, Any] = {
+            self._table: {"Keys": [{"pk": {"S": pk}} for pk in dict.fromkeys(pks)], "ConsistentRead": True}
+        }
+        items: list[dict[str, Any]] = []
         try:
             while request:
                 response = self._client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    record = ConversionRecord.from_item(_from_item(item))
-                    if record.status in REVERSED:
-                        found.append(record)
+                items += response.get("Responses", {}).get(self._table, [])
                 request = response.get("UnprocessedKeys") or {}
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailable(f"DynamoDB batch_get_item failed: {_error_code(exc)}") from None
-        return sorted(found, key=lambda record: record.pk)
+        return items
 
     def follow_subscription(
         self, subscription_pk: str, click_id: str | None, first_paid: str | None, known_only: bool

@@ -96,7 +96,8 @@ EXPECTED = {
     "checkout.session.async_payment_succeeded": "sent",
     "payment_intent.succeeded": "sent",
     "invoice.paid": "sent",
-    "charge.refunded": "ignored",  # nothing recorded yet to refund in a fresh table
+    "charge.refunded": "refunded",  # nothing recorded yet: kept, so a late delivery of the purchase is not sent
+    "invoice_payment.paid": "linked",  # the PaymentIntent that paid the invoice, for its refunds and disputes
     "customer.created": "ignored",
 }
 

@@ -347,6 +347,7 @@ EXPECTED = {
     "refunds-create": "ignored",  # a partial refund of nothing recorded changes nothing
     "orders-cancelled": "cancelled",  # nothing recorded yet: kept, so a late delivery of the order is not sent
     "orders-create-pending": "ignored",
+    "disputes-create": "charged_back",  # nothing recorded yet: kept, so a late delivery of the order is not sent
 }
 
 
