@@ -38,7 +38,8 @@ GOAL_KINDS: tuple[GoalKind, ...] = ("purchase", "renewal", "lead")
 # each becomes (the README's table). `first` and `cycle` are a subscription's payments: the first paid one is
 # its purchase, whatever the platform calls it (after a trial it is a cycle), so the relay decides that with
 # the subscription's memory, not the source.
-PaymentKind = Literal["one_off", "first", "cycle", "change", "trial_start", "payment_method_change"]
+# `postback`: a tracker's or network's conversion, which says itself what it counts as (its `kind`), at any value.
+PaymentKind = Literal["one_off", "first", "cycle", "change", "trial_start", "payment_method_change", "postback"]
 
 
 @dataclass(frozen=True)

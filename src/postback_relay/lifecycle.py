@@ -48,6 +48,8 @@ Decision = Counted | NotCounted
 def decide(conversion: Conversion, settings: Settings) -> Decision:
     """What ``conversion`` becomes under ``settings``."""
     payment = conversion.payment
+    if payment == "postback":  # a tracker approved it: a lead or a sale at whatever payout it reports, even 0
+        return Counted(conversion.goal)
     if payment == "payment_method_change":
         return NotCounted("a payment-method change is not a sale")
     if payment == "trial_start":

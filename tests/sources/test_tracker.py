@@ -219,6 +219,17 @@ class TestThroughTheHandler:
         [received] = sandbox.state.received
         assert received.params["lead_code"] == lead_code(replies[0].body["conversion_id"])
 
+    def test_a_conversion_at_a_payout_of_0_is_still_counted(
+        self, invoke: Invoker, sandbox: TrafficStarsSandbox
+    ) -> None:
+        """The $0 rule is for payment platforms: a tracker approved this lead or sale, whatever it paid."""
+        replies = [
+            fire(invoke, query(kind="lead", value="0", token=TOKEN)),
+            fire(invoke, query(value="0", token=TOKEN)),
+        ]
+        assert [r.body["status"] for r in replies] == ["sent", "sent"]
+        assert len(sandbox.state.received) == 2
+
     def test_the_token_header_is_accepted(self, invoke: Invoker, sandbox: TrafficStarsSandbox) -> None:
         assert fire(invoke, query(), {"X-Postback-Token": TOKEN}).body["status"] == "sent"
 

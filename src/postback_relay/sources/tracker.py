@@ -122,6 +122,7 @@ class TrackerSource:
             amount=amount,
             goal=goal,
             lead_code=given_lead_code,
+            payment="postback",
         )
 
 
