@@ -79,6 +79,12 @@ class FakeAws:
         if service == "dynamodb" and operation == "GetItem":
             item = self.items.get(_key(params))
             return self._ok, ({"Item": dict(item)} if item else {})
+        if service == "dynamodb" and operation == "BatchGetItem":
+            found = {
+                table: [dict(self.items[key["pk"]["S"]]) for key in request["Keys"] if key["pk"]["S"] in self.items]
+                for table, request in params.get("RequestItems", {}).items()
+            }
+            return self._ok, {"Responses": found, "UnprocessedKeys": {}}
         if service == "sqs" and operation == "SendMessage":
             return self._ok, {"MessageId": f"bench-{self.calls[f'{service}.{operation}']}", "MD5OfMessageBody": ""}
         return self._ok, {}

@@ -39,7 +39,6 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
-    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -458,26 +457,31 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
         def retry_worker_takes_what_is_visible(self) -> None:
             self._work(self.sqs.receive_message(RETRY_URL)["Messages"])
 
-        @precondition(lambda self: bool(self.sqs.queues[RETRY_URL]))
+        # No preconditions on the queue: what is queued depends on timeouts measured in real time, and which
+        # rules are enabled must not, for hypothesis to replay and shrink; with nothing queued these do nothing.
         @rule()
         def time_passes_until_the_next_message_is_visible(self) -> None:
             """The common case: nothing happens until SQS hands the worker its next message."""
+            if not self.sqs.queues[RETRY_URL]:
+                return
             self.clock.now = max(self.clock.now, min(m.visible_at for m in self.sqs.queues[RETRY_URL]))
             self.retry_worker_takes_what_is_visible()
 
         # Which message is drawn as a number, not from the queue itself: what is queued depends on timeouts
         # measured in real time, and a draw must not depend on it for hypothesis to replay and shrink.
-        @precondition(lambda self: bool(self.sqs.queues[RETRY_URL]))
         @rule(which=st.integers(0, 9))
         def a_message_arrives_early(self, which: int) -> None:
             queue = self.sqs.queues[RETRY_URL]
+            if not queue:
+                return
             queue[which % len(queue)].visible_at = self.clock.now
             self.retry_worker_takes_what_is_visible()
 
-        @precondition(lambda self: bool(self.sqs.queues[RETRY_URL]))
         @rule(which=st.integers(0, 9))
         def a_message_is_lost(self, which: int) -> None:
             queue = self.sqs.queues[RETRY_URL]
+            if not queue:
+                return
             queue.remove(queue[which % len(queue)])
 
         def _work(self, messages: list[dict[str, Any]]) -> None:

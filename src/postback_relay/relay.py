@@ -524,39 +524,41 @@ class Relay:
     def _reverse(self, reversal: Reversal) -> Outcome:
         """Mark every conversion the reversal names, by any id of the purchase (its aliases included), so a
         refund naming a subscription invoice's PaymentIntent marks the invoice's conversion, or stops it
-        if it is still waiting to be sent. Nothing recorded: a platform's reversal is kept as a tombstone
-        under its most specific id, so a late delivery of the purchase is never sent."""
+        if it is still waiting to be sent. A platform's reversal of a purchase not recorded yet is kept as a
+        reversed record (a tombstone) under each purchase an alias names, and under its most specific id
+        when it marked nothing, so a late delivery of the purchase is a duplicate and never sent."""
         fields = {
             "reversal_amount": format(reversal.amount.amount, "f") if reversal.amount else None,
             "reversal_currency": reversal.amount.currency if reversal.amount else None,
         }
         fields = {name: value for name, value in fields.items() if value is not None}
-        pks = self._store.resolve(reversal.identities)
-        marked = self._store.mark_reversal(pks, reversal.kind, reversal.event_id, fields)
-        if not marked and reversal.tombstone:
-            # under its most specific id, and under each purchase an alias says it belongs to
-            aliased = [pk for pk in pks if pk not in reversal.identities]
-            kept = [
-                pk
-                for pk in dict.fromkeys([reversal.identities[0], *aliased])
-                if self._store.tombstone(
-                    pk, reversal.source, pk.partition("#")[2], reversal.kind, reversal.event_id, fields
-                )
-            ]
-            if kept:
-                logger.info("reversal recorded before its purchase", extra={"conversion_id": kept[0]})
-                answer: dict[str, Any] = {"status": reversal.kind, "conversion_id": kept[0]}
-                answer.update(recorded_before_purchase=True, **({"conversion_ids": kept} if len(kept) > 1 else {}))
-                return Outcome(200, reversal.kind, answer, kept[0])
-            marked = self._store.mark_reversal(pks, reversal.kind, reversal.event_id, fields)
-        if not marked:
+        resolved = self._store.resolve(reversal.identities)
+        pks = (*resolved.recorded, *resolved.aliased)
+        marked = self._store.mark_reversal(pks, reversal.kind, reversal.event_id, fields) if pks else []
+        kept: list[str] = []
+        if reversal.tombstone:
+            missing = [pk for pk in resolved.aliased if pk not in marked]
+            if not marked:
+                missing.insert(0, reversal.identities[0])
+            for pk in dict.fromkeys(missing):
+                purchase_id = pk.partition("#")[2]
+                if self._store.tombstone(pk, reversal.source, purchase_id, reversal.kind, reversal.event_id, fields):
+                    kept.append(pk)
+                else:  # recorded meanwhile (a tombstone refuses an existing record): mark it instead
+                    marked += self._store.mark_reversal((pk,), reversal.kind, reversal.event_id, fields)
+        if kept:
+            logger.info("reversal recorded before its purchase", extra={"conversion_ids": kept})
+        if not marked and not kept:
             reason = "no recorded purchase for this reversal"
             return Outcome(200, "ignored", {"status": "ignored", "reason": reason})
-        logger.info("conversion reversed", extra={"conversion_id": marked[0], "reversal": reversal.kind})
-        body: dict[str, Any] = {"status": reversal.kind, "conversion_id": marked[0]}
-        if len(marked) > 1:
-            body["conversion_ids"] = marked
-        return Outcome(200, reversal.kind, body, marked[0])
+        found = [*marked, *kept]
+        logger.info("conversion reversed", extra={"conversion_id": found[0], "reversal": reversal.kind})
+        body: dict[str, Any] = {"status": reversal.kind, "conversion_id": found[0]}
+        if len(found) > 1:
+            body["conversion_ids"] = found
+        if not marked:
+            body["recorded_before_purchase"] = True
+        return Outcome(200, reversal.kind, body, found[0])
 
 
 def _tag_logs(correlation_id: str) -> None:

@@ -77,6 +77,13 @@ class Due(NamedTuple):
     due_at: Decimal
 
 
+class Resolved(NamedTuple):
+    """What a reversal's ids lead to: the ones recorded, and the conversions their aliases name."""
+
+    recorded: tuple[str, ...]
+    aliased: tuple[str, ...]
+
+
 class SubscriptionMemory(NamedTuple):
     """What the relay remembers of a subscription: the click id that started it, its first paid payment."""
 
@@ -216,14 +223,17 @@ class ConversionStore:
                 },
             )
 
-    def resolve(self, pks: tuple[str, ...]) -> tuple[str, ...]:
-        """``pks`` followed by every conversion an alias among them names (one BatchGetItem), in order."""
-        found = {
-            item["pk"]["S"]: sorted(item.get("alias_of", {}).get("SS", []))
-            for item in self._get_many([alias_identity(pk) for pk in pks])
-        }
-        targets = [target for pk in pks for target in found.get(alias_identity(pk), [])]
-        return tuple(dict.fromkeys([*pks, *targets]))
+    def resolve(self, pks: tuple[str, ...]) -> Resolved:
+        """Which of ``pks`` are recorded, and every conversion an alias among them names (whether recorded
+        or not), in order: one BatchGetItem of the keys and their aliases."""
+        items = {item["pk"]["S"]: item for item in self._get_many([*pks, *map(alias_identity, pks)])}
+        recorded = tuple(pk for pk in dict.fromkeys(pks) if pk in items)
+        targets = [
+            target
+            for pk in pks
+            for target in sorted(items.get(alias_identity(pk), {}).get("alias_of", {}).get("SS", []))
+        ]
+        return Resolved(recorded, tuple(pk for pk in dict.fromkeys(targets) if pk not in recorded))
 
     def reversed_among(self, pks: tuple[str, ...]) -> list[ConversionRecord]:
         """The reversed records among ``pks`` (one BatchGetItem): a refund that named a payment's id before
