@@ -222,7 +222,13 @@ class Relay:
                 "partially_refunded",
                 conversion.refunded,
             )
-            self._reverse(refund)
+            try:
+                self._reverse(refund)
+            except StoreUnavailable as exc:  # the conversion is durable; a 5xx would only count as a failure
+                # against the webhook (WooCommerce disables one after a few), and a later delivery notes it
+                logger.warning(
+                    "partial refund not noted", extra={"conversion_id": conversion.identity, "error": str(exc)}
+                )
         return outcome
 
     def _follow(self, conversion: Conversion, decision: Decision) -> tuple[Conversion, Decision]:
