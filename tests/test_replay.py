@@ -69,6 +69,26 @@ def test_a_dry_run_changes_nothing(failed: list[str], aws: Aws, sandbox: Traffic
     assert sandbox.state.received == []
 
 
+def test_a_replay_while_sqs_is_down_reopens_and_the_sweep_queues_what_it_could_not(
+    failed: list[str], aws: Aws, sandbox: TrafficStarsSandbox
+) -> None:
+    """The records are due again at once; SQS refusing the messages only moves who queues them."""
+    store, queue = tools(aws)
+    aws.server.fault = lambda environ: "AmazonSQS" in environ.get("HTTP_X_AMZ_TARGET", "")
+    try:
+        report = replay_records(store, queue, ["failed"])
+    finally:
+        aws.server.fault = None
+    assert report.queued == [] and sorted(report.deferred) == sorted(failed)
+    assert all(aws.record(i)["status"] == "retry_pending" for i in failed)  # type: ignore[index]
+    from postback_relay.local.apigw import LocalContext
+    from postback_relay.retry import sweep_handler
+
+    sweep_handler({}, LocalContext(function_name="SweepFunction", timeout_s=60))
+    aws.drain()
+    assert len(sandbox.state.accepted()) == 3
+
+
 def test_records_selected_by_status_and_click_id_are_replayed_once(
     failed: list[str], aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:

@@ -448,6 +448,9 @@ def cmd_replay(args: argparse.Namespace, deployment: Deployment) -> int:
     if report.skipped:
         lines.append(f"skipped {len(report.skipped)}:")
         lines += [f"  {pk}  {why}" for pk, why in report.skipped.items()]
+    if report.deferred:
+        lines.append(f"reopened, not queued {len(report.deferred)}:")
+        lines += [f"  {pk}  {why}" for pk, why in report.deferred.items()]
     if not args.dry_run and report.queued:
         lines.append(
             "the retry worker sends them within a minute: `postback-relay recent --since 1h` shows how it went"

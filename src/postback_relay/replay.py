@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from postback_relay.queue import RetryQueue
+from postback_relay.queue import QueueUnavailable, RetryQueue
 from postback_relay.record import REPLAYABLE as REPLAYABLE_STATUSES
 from postback_relay.store import ConversionStore
 
@@ -28,10 +28,12 @@ class ReplayReport:
     queued: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # conversion id → why (e.g. already sent)
     postbacks: dict[str, str] = field(default_factory=dict)  # conversion id → its postback URL, key redacted
+    # reopened (due now), but SQS refused its message: the sweep queues it, as it does every due conversion
+    deferred: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
-        return {"queued": self.queued, "skipped": self.skipped, "postbacks": self.postbacks}
+        return {"queued": self.queued, "skipped": self.skipped, "deferred": self.deferred, "postbacks": self.postbacks}
 
 
 Progress = Callable[[int, str], None]
@@ -136,7 +138,11 @@ def _replay_one(
     if not store.reopen(conversion_id):
         report.skipped[conversion_id] = "changed meanwhile (sent or in flight)"
         return
-    queue.schedule(conversion_id, 0)
+    try:
+        queue.schedule(conversion_id, 0)
+    except QueueUnavailable as exc:
+        report.deferred[conversion_id] = f"reopened, but {exc}: the sweep queues it within its schedule"
+        return
     report.queued.append(conversion_id)
 
 
