@@ -7,13 +7,13 @@ import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from postback_relay.local.sandbox import HTTPS_ONLY, TrafficStarsSandbox
-from postback_relay.local.tls import LoopbackCertificate
 from postback_relay.trafficstars import Postback, PostbackOptions, TrafficStarsClient, build_url, classify, redact
 from tests.conftest import TEST_KEY
 from tests.helpers import CLICK_ID
@@ -71,11 +71,9 @@ def test_trafficstars_own_message_is_kept() -> None:
 
 
 @pytest.fixture
-def client(
-    sandbox: TrafficStarsSandbox, certificate: LoopbackCertificate, monkeypatch: pytest.MonkeyPatch
-) -> TrafficStarsClient:
+def client(sandbox: TrafficStarsSandbox, ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> TrafficStarsClient:
     # requests reads REQUESTS_CA_BUNDLE before a session's own verify setting: trust the local CA that way.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
     return TrafficStarsClient(sandbox.base_url, 0.5, 0.5)
 
 
@@ -214,9 +212,9 @@ class TestQueryForm:
         assert url.endswith("&key=***") and "?clickid=" in url and TEST_KEY not in url
 
     def test_the_sandbox_accepts_the_query_form(
-        self, sandbox: TrafficStarsSandbox, certificate: LoopbackCertificate, monkeypatch: pytest.MonkeyPatch
+        self, sandbox: TrafficStarsSandbox, ca_file: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
         client = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query")
         answer = client.send(Postback(CLICK_ID, "lead0001", Decimal("49"), "1101", None, True), TEST_KEY)
         assert (answer.kind, answer.http_status) == ("ok", 200)
@@ -246,12 +244,12 @@ class TestQueryForm:
     def test_the_sandbox_answers_query_form_errors_as_trafficstars_does(
         self,
         sandbox: TrafficStarsSandbox,
-        certificate: LoopbackCertificate,
+        ca_file: Path,
         monkeypatch: pytest.MonkeyPatch,
         postback: Postback,
         message: str,
         reason: str,
     ) -> None:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
         answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query").send(postback, TEST_KEY)
         assert (answer.kind, answer.http_status, answer.message, answer.reason) == ("rejected", 400, message, reason)
