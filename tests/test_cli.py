@@ -128,6 +128,24 @@ class TestHelp:
         assert f"usage: postback-relay {command}" in out
         assert all(option in out for option in ("--stack", "--region", "--profile", "--local", "--json"))
 
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["--local", "--json", "recent"],
+            ["recent", "--local", "--json"],
+            ["--local", "recent", "--json"],
+            ["--json", "recent", "--local"],
+        ],
+    )
+    def test_the_shared_options_work_before_or_after_the_command(self, argv: list[str]) -> None:
+        args = cli.build_parser().parse_args(argv)
+        assert (args.command, args.local, args.json, args.stack) == (cli.cmd_recent, True, True, None)
+
+    def test_an_option_after_the_command_wins_over_the_same_before_it(self) -> None:
+        argv = ["--stack", "before", "--region", "eu-west-1", "check", "--stack", "after"]
+        args = cli.build_parser().parse_args(argv)
+        assert (args.stack, args.region, args.local, args.json) == ("after", "eu-west-1", False, False)
+
     def test_the_overview_lists_every_command(self, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             cli.main(["--help"])
@@ -509,7 +527,7 @@ class TestCheckLocal:
         result = run(capsys, "check", "--local")
         assert result.code == 0, result.out
         assert result.out.splitlines()[-1] == "all good"
-        document = run(capsys, "check", "--local", "--json").json()
+        document = run(capsys, "--local", "--json", "check").json()  # the options before the command work too
         levels = {c["name"]: c["level"] for c in document["checks"]}
         routes = ["stripe", "shopify", "woocommerce", "paddle", "paddle-sandbox", "lemonsqueezy", "postback"]
         assert levels == {
