@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+import trustme
 from aws_lambda_powertools.utilities import parameters
 
 from postback_relay import checks, cli
@@ -242,6 +243,18 @@ class TestSign:
         assert result.code == 2
         assert "nothing answered at http://127.0.0.1:9" in result.err and "fix:" in result.err
 
+    def test_a_relay_whose_certificate_is_not_trusted_is_explained_as_that(
+        self, local_run: LocalRun, sandbox: TrafficStarsSandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        stranger = tmp_path / "another-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(stranger))
+        local_run.relay_env.setenv("REQUESTS_CA_BUNDLE", str(stranger))
+        https_url = sandbox.base_url.split("/api/")[0]  # a real HTTPS server on loopback, another authority's
+        result = run(capsys, "sign", "stripe", str(CHECKOUT_EVENT), "--local", "--url", https_url)
+        assert result.code == 2
+        assert f"certificate verification failed at {https_url}" in result.err
+        assert "nothing answered" not in result.err and "REQUESTS_CA_BUNDLE" in result.err
+
 
 class TestStatus:
     def test_by_click_id_shows_the_record_and_every_attempt_with_the_key_redacted(
@@ -418,6 +431,19 @@ class TestSendTest:
         answer = result.json()
         assert (answer["accepted"], answer["reason"]) == (False, reason)
         assert meaning in answer["meaning"] and answer["url"].endswith("key=***")
+
+    def test_a_certificate_no_trusted_authority_vouches_for_is_not_called_a_network_problem(
+        self, local_run: LocalRun, sandbox: TrafficStarsSandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        stranger = tmp_path / "another-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(stranger))
+        local_run.relay_env.setenv("REQUESTS_CA_BUNDLE", str(stranger))  # the sandbox's authority is not this one
+        result = run(capsys, "send-test", CLICK_ID, "--local", "--json")
+        answer = result.json()
+        assert result.code == 1 and (answer["accepted"], answer["reason"]) == (False, "certificate_error")
+        assert answer["message"].startswith("certificate verification failed")
+        assert "failed verification" in answer["meaning"] and "network" not in answer["meaning"]
+        assert sandbox.state.received == []
 
     def test_a_missing_key_is_explained(self, local_run: LocalRun, capsys: pytest.CaptureFixture[str]) -> None:
         local_run.put_secret({"stripe_webhook_secret": TEST_STRIPE_SECRET})

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+import trustme
 
 from postback_relay.local.sandbox import HTTPS_ONLY, TrafficStarsSandbox
 from postback_relay.trafficstars import Postback, PostbackOptions, TrafficStarsClient, build_url, classify, redact
@@ -128,11 +129,28 @@ def test_a_refused_connection_is_retryable_and_its_message_has_no_key() -> None:
     assert "key=***" in answer.message  # the URL is still there to diagnose, without the key
 
 
-def test_an_untrusted_certificate_is_refused(sandbox: TrafficStarsSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_untrusted_certificate_is_refused_and_said_to_be_one(
+    sandbox: TrafficStarsSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The sandbox's authority is not the one trusted here: that is a certificate verification failure, not a
+    network problem, and it is still retried (a bundle can be fixed)."""
+    stranger = tmp_path / "another-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(stranger))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(stranger))
+    answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5).send(POSTBACK, TEST_KEY)
+    assert (answer.kind, answer.reason, answer.http_status) == ("retryable", "certificate_error", None)
+    assert answer.message.startswith("certificate verification failed: SSLError")
+    assert TEST_KEY not in answer.message
+    assert sandbox.state.received == []
+
+
+def test_the_systems_authorities_do_not_vouch_for_the_sandbox_either(
+    sandbox: TrafficStarsSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, requests.Session()).send(POSTBACK, TEST_KEY)
-    assert answer.kind == "retryable" and "SSL" in answer.message
+    assert (answer.kind, answer.reason) == ("retryable", "certificate_error")
     assert sandbox.state.received == []
 
 

@@ -69,6 +69,8 @@ ANSWER_MEANING = {
     "https_required": "TrafficStars wants HTTPS: the TrafficStars URL must start with https://",
     "timeout": "TrafficStars did not answer in time: try again (the relay retries such answers itself)",
     "connection_error": "TrafficStars could not be reached: check the network, or try again later",
+    "certificate_error": "the certificate of the TrafficStars URL failed verification: check the URL's host and "
+    "the trusted authorities (REQUESTS_CA_BUNDLE; with --local, the CA `make run` wrote)",
 }
 
 
@@ -562,11 +564,16 @@ def _problem(error: OperatorError) -> int:
 
 
 def _explain_http(exc: Exception, args: argparse.Namespace) -> OperatorError | None:
-    """A relay or TrafficStars URL that does not answer (sign)."""
+    """A relay or TrafficStars URL that does not answer (sign), or whose certificate is not trusted."""
     import requests
 
+    where = getattr(args, "url", None) or "the relay"
+    if isinstance(exc, requests.exceptions.SSLError):  # a ConnectionError too, but not the network's fault
+        return OperatorError(
+            f"certificate verification failed at {where}: {type(exc).__name__}",
+            "check the URL's host and the trusted authorities (REQUESTS_CA_BUNDLE)",
+        )
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
-        where = getattr(args, "url", None) or "the relay"
         fix = "start `make run` (the same PORT)" if args.local else "check --url and the stack's ApiBaseUrl output"
         return OperatorError(f"nothing answered at {where}: {type(exc).__name__}", fix)
     return None

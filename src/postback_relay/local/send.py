@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         query = f"?{event['rawQueryString']}" if event.get("rawQueryString") else ""
         try:
             response = post_event(event, args.url)
+        except requests.exceptions.SSLError as exc:  # a ConnectionError too, but not a relay that is down
+            print(f"certificate verification failed at {args.url}: {exc}", file=sys.stderr)
+            return 2
         except requests.ConnectionError:
             # The usual cause is that `make run` is not running: one line that says so, not a urllib3 traceback.
             print(
