@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from postback_relay.local import defaults
+from postback_relay.local.front import redact_query
 from postback_relay.local.signing import SECRET_BEARING, SIGNERS, sign
 
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        print(f"{method} {event['rawPath']}{query} -> {response.status_code} {response.text}")
+        print(f"{method} {redact_query(event['rawPath'] + query)} -> {response.status_code} {response.text}")
         _show_local_state(response)
     return 0
 
