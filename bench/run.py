@@ -77,15 +77,18 @@ class Results:
 
 def run(config: Config = Config(), progress: bool = False) -> Results:
     """Measure everything; returns the results (nothing is printed unless ``progress``)."""
+    import trustme
+
     from postback_relay.local.sandbox import TrafficStarsSandbox
-    from postback_relay.local.tls import make_loopback_certificate
 
     results = Results(config)
     with tempfile.TemporaryDirectory(prefix="postback-relay-bench-") as scratch:
-        certificate = make_loopback_certificate(Path(scratch) / "tls")
-        sandbox = TrafficStarsSandbox(workload.TRAFFICSTARS_KEY, certificate).start()
+        authority = trustme.CA()
+        ca_file = Path(scratch) / "ca.pem"
+        authority.cert_pem.write_to_path(str(ca_file))
+        sandbox = TrafficStarsSandbox(workload.TRAFFICSTARS_KEY, authority).start()
         try:
-            env = child_env(sandbox.base_url, str(certificate.ca_file), config.src)
+            env = child_env(sandbox.base_url, str(ca_file), config.src)
             say = _printer(progress)
             say("cold imports")
             _cold(results, env, scratch)

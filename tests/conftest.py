@@ -47,12 +47,12 @@ for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402
+import trustme  # noqa: E402
 from aws_lambda_powertools.utilities import parameters  # noqa: E402
 
 from postback_relay.local.moto_server import SerializedMotoServer  # noqa: E402
 from postback_relay.local.resources import create_queues, create_table, put_secret  # noqa: E402
 from postback_relay.local.sandbox import TrafficStarsSandbox  # noqa: E402
-from postback_relay.local.tls import LoopbackCertificate, make_loopback_certificate  # noqa: E402
 from postback_relay.runtime import reset_runtime  # noqa: E402
 from tests.helpers import Invoker  # noqa: E402
 
@@ -71,8 +71,17 @@ def moto_server() -> Iterator[SerializedMotoServer]:
 
 
 @pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCertificate:
-    return make_loopback_certificate(tmp_path_factory.mktemp("tls"))
+def authority() -> trustme.CA:
+    """The certificate authority of the sandbox's HTTPS certificate (the one `make run` makes too)."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_file(authority: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The authority's certificate as a REQUESTS_CA_BUNDLE file: what the relay trusts in these tests."""
+    path = tmp_path_factory.mktemp("tls") / "ca.pem"
+    authority.cert_pem.write_to_path(str(path))
+    return path
 
 
 class _CurrentStdout:
@@ -97,8 +106,8 @@ def handler_logs_follow_the_capture() -> None:
 
 
 @pytest.fixture(scope="session")
-def sandbox_server(certificate: LoopbackCertificate) -> Iterator[TrafficStarsSandbox]:
-    sandbox = TrafficStarsSandbox(TEST_KEY, certificate).start()
+def sandbox_server(authority: trustme.CA) -> Iterator[TrafficStarsSandbox]:
+    sandbox = TrafficStarsSandbox(TEST_KEY, authority).start()
     yield sandbox
     sandbox.stop()
 
@@ -216,11 +225,11 @@ def sandbox(sandbox_server: TrafficStarsSandbox) -> Iterator[TrafficStarsSandbox
 
 @pytest.fixture
 def relay_env(
-    aws: Aws, sandbox: TrafficStarsSandbox, certificate: LoopbackCertificate, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, sandbox: TrafficStarsSandbox, ca_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[pytest.MonkeyPatch]:
     """The relay's environment pointed at moto and the sandbox; tests may monkeypatch more settings."""
     monkeypatch.setenv("TRAFFICSTARS_URL", sandbox.base_url)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws.server.endpoint)
     monkeypatch.setenv("RETRY_QUEUE_URL", aws.retry_url)
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", aws.dead_letter_url)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+import trustme
 from aws_lambda_powertools.utilities import parameters
 
 from postback_relay import checks, cli
@@ -128,6 +129,24 @@ class TestHelp:
         assert f"usage: postback-relay {command}" in out
         assert all(option in out for option in ("--stack", "--region", "--profile", "--local", "--json"))
 
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["--local", "--json", "recent"],
+            ["recent", "--local", "--json"],
+            ["--local", "recent", "--json"],
+            ["--json", "recent", "--local"],
+        ],
+    )
+    def test_the_shared_options_work_before_or_after_the_command(self, argv: list[str]) -> None:
+        args = cli.build_parser().parse_args(argv)
+        assert (args.command, args.local, args.json, args.stack) == (cli.cmd_recent, True, True, None)
+
+    def test_an_option_after_the_command_wins_over_the_same_before_it(self) -> None:
+        argv = ["--stack", "before", "--region", "eu-west-1", "check", "--stack", "after"]
+        args = cli.build_parser().parse_args(argv)
+        assert (args.stack, args.region, args.local, args.json) == ("after", "eu-west-1", False, False)
+
     def test_the_overview_lists_every_command(self, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             cli.main(["--help"])
@@ -223,6 +242,18 @@ class TestSign:
         result = run(capsys, "sign", "stripe", str(CHECKOUT_EVENT), "--local", "--url", "http://127.0.0.1:9")
         assert result.code == 2
         assert "nothing answered at http://127.0.0.1:9" in result.err and "fix:" in result.err
+
+    def test_a_relay_whose_certificate_is_not_trusted_is_explained_as_that(
+        self, local_run: LocalRun, sandbox: TrafficStarsSandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        stranger = tmp_path / "another-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(stranger))
+        local_run.relay_env.setenv("REQUESTS_CA_BUNDLE", str(stranger))
+        https_url = sandbox.base_url.split("/api/")[0]  # a real HTTPS server on loopback, another authority's
+        result = run(capsys, "sign", "stripe", str(CHECKOUT_EVENT), "--local", "--url", https_url)
+        assert result.code == 2
+        assert f"certificate verification failed at {https_url}" in result.err
+        assert "nothing answered" not in result.err and "REQUESTS_CA_BUNDLE" in result.err
 
 
 class TestStatus:
@@ -401,6 +432,19 @@ class TestSendTest:
         assert (answer["accepted"], answer["reason"]) == (False, reason)
         assert meaning in answer["meaning"] and answer["url"].endswith("key=***")
 
+    def test_a_certificate_no_trusted_authority_vouches_for_is_not_called_a_network_problem(
+        self, local_run: LocalRun, sandbox: TrafficStarsSandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        stranger = tmp_path / "another-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(stranger))
+        local_run.relay_env.setenv("REQUESTS_CA_BUNDLE", str(stranger))  # the sandbox's authority is not this one
+        result = run(capsys, "send-test", CLICK_ID, "--local", "--json")
+        answer = result.json()
+        assert result.code == 1 and (answer["accepted"], answer["reason"]) == (False, "certificate_error")
+        assert answer["message"].startswith("certificate verification failed")
+        assert "failed verification" in answer["meaning"] and "network" not in answer["meaning"]
+        assert sandbox.state.received == []
+
     def test_a_missing_key_is_explained(self, local_run: LocalRun, capsys: pytest.CaptureFixture[str]) -> None:
         local_run.put_secret({"stripe_webhook_secret": TEST_STRIPE_SECRET})
         result = run(capsys, "send-test", CLICK_ID, "--local")
@@ -509,7 +553,7 @@ class TestCheckLocal:
         result = run(capsys, "check", "--local")
         assert result.code == 0, result.out
         assert result.out.splitlines()[-1] == "all good"
-        document = run(capsys, "check", "--local", "--json").json()
+        document = run(capsys, "--local", "--json", "check").json()  # the options before the command work too
         levels = {c["name"]: c["level"] for c in document["checks"]}
         routes = ["stripe", "shopify", "woocommerce", "paddle", "paddle-sandbox", "lemonsqueezy", "postback"]
         assert levels == {

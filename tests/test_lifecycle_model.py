@@ -180,11 +180,11 @@ class Get:
 
 @pytest.fixture
 def model_env(
-    moto_server: SerializedMotoServer, sandbox_server: TrafficStarsSandbox, certificate: Any, monkeypatch: Any
+    moto_server: SerializedMotoServer, sandbox_server: TrafficStarsSandbox, ca_file: Any, monkeypatch: Any
 ) -> Iterator[tuple[SerializedMotoServer, TrafficStarsSandbox]]:
     for name, value in {
         "TRAFFICSTARS_URL": sandbox_server.base_url,
-        "REQUESTS_CA_BUNDLE": str(certificate.ca_file),
+        "REQUESTS_CA_BUNDLE": str(ca_file),
         "AWS_ENDPOINT_URL": moto_server.endpoint,
         "RETRY_QUEUE_URL": RETRY_URL,
         "DEAD_LETTER_QUEUE_URL": DEAD_LETTER_URL,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from postback_relay.local.sandbox import TrafficStarsSandbox
 from postback_relay.queue import RetryQueue
-from postback_relay.replay import main, redrive_dead_letters, replay_records
+from postback_relay.replay import redrive_dead_letters, replay_records
 from postback_relay.runtime import reset_runtime
 from postback_relay.store import ConversionStore
 from tests.conftest import TEST_STRIPE_SECRET, Aws
@@ -106,11 +105,3 @@ def test_sent_conversions_cannot_be_replayed(aws: Aws) -> None:
     store, queue = tools(aws)
     with pytest.raises(ValueError, match="cannot replay status sent"):
         replay_records(store, queue, ["sent"])
-
-
-def test_the_command_line_prints_what_a_dry_run_would_send(
-    failed: list[str], aws: Aws, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["records", "--status", "failed", "--dry-run"]) == 0
-    output = json.loads(capsys.readouterr().out)
-    assert output["dry_run"] is True and sorted(output["would re-send"]) == sorted(failed)

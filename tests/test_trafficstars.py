@@ -7,13 +7,14 @@ import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import trustme
 
 from postback_relay.local.sandbox import HTTPS_ONLY, TrafficStarsSandbox
-from postback_relay.local.tls import LoopbackCertificate
 from postback_relay.trafficstars import Postback, PostbackOptions, TrafficStarsClient, build_url, classify, redact
 from tests.conftest import TEST_KEY
 from tests.helpers import CLICK_ID
@@ -71,11 +72,9 @@ def test_trafficstars_own_message_is_kept() -> None:
 
 
 @pytest.fixture
-def client(
-    sandbox: TrafficStarsSandbox, certificate: LoopbackCertificate, monkeypatch: pytest.MonkeyPatch
-) -> TrafficStarsClient:
+def client(sandbox: TrafficStarsSandbox, ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> TrafficStarsClient:
     # requests reads REQUESTS_CA_BUNDLE before a session's own verify setting: trust the local CA that way.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
     return TrafficStarsClient(sandbox.base_url, 0.5, 0.5)
 
 
@@ -130,11 +129,28 @@ def test_a_refused_connection_is_retryable_and_its_message_has_no_key() -> None:
     assert "key=***" in answer.message  # the URL is still there to diagnose, without the key
 
 
-def test_an_untrusted_certificate_is_refused(sandbox: TrafficStarsSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_untrusted_certificate_is_refused_and_said_to_be_one(
+    sandbox: TrafficStarsSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The sandbox's authority is not the one trusted here: that is a certificate verification failure, not a
+    network problem, and it is still retried (a bundle can be fixed)."""
+    stranger = tmp_path / "another-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(stranger))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(stranger))
+    answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5).send(POSTBACK, TEST_KEY)
+    assert (answer.kind, answer.reason, answer.http_status) == ("retryable", "certificate_error", None)
+    assert answer.message.startswith("certificate verification failed: SSLError")
+    assert TEST_KEY not in answer.message
+    assert sandbox.state.received == []
+
+
+def test_the_systems_authorities_do_not_vouch_for_the_sandbox_either(
+    sandbox: TrafficStarsSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, requests.Session()).send(POSTBACK, TEST_KEY)
-    assert answer.kind == "retryable" and "SSL" in answer.message
+    assert (answer.kind, answer.reason) == ("retryable", "certificate_error")
     assert sandbox.state.received == []
 
 
@@ -214,9 +230,9 @@ class TestQueryForm:
         assert url.endswith("&key=***") and "?clickid=" in url and TEST_KEY not in url
 
     def test_the_sandbox_accepts_the_query_form(
-        self, sandbox: TrafficStarsSandbox, certificate: LoopbackCertificate, monkeypatch: pytest.MonkeyPatch
+        self, sandbox: TrafficStarsSandbox, ca_file: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
         client = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query")
         answer = client.send(Postback(CLICK_ID, "lead0001", Decimal("49"), "1101", None, True), TEST_KEY)
         assert (answer.kind, answer.http_status) == ("ok", 200)
@@ -246,12 +262,12 @@ class TestQueryForm:
     def test_the_sandbox_answers_query_form_errors_as_trafficstars_does(
         self,
         sandbox: TrafficStarsSandbox,
-        certificate: LoopbackCertificate,
+        ca_file: Path,
         monkeypatch: pytest.MonkeyPatch,
         postback: Postback,
         message: str,
         reason: str,
     ) -> None:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate.ca_file))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
         answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query").send(postback, TEST_KEY)
         assert (answer.kind, answer.http_status, answer.message, answer.reason) == ("rejected", 400, message, reason)

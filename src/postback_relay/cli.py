@@ -8,7 +8,8 @@
   check                      is the deployment able to relay? secret, table, queues, TrafficStars URL, alarms
 
 Every command takes --stack/--region/--profile (a deployed stack; the default stack is samconfig.toml's)
-or --local, and --json. The TrafficStars key and the signing secrets are never printed.
+or --local, and --json, before or after the command. The TrafficStars key and the signing secrets are never
+printed.
 Exit status: 0 done, 1 not found / not accepted / a check failed, 2 a problem to fix (the message says how),
 141 the output's reader went away (`| head`)."""
 
@@ -68,6 +69,8 @@ ANSWER_MEANING = {
     "https_required": "TrafficStars wants HTTPS: the TrafficStars URL must start with https://",
     "timeout": "TrafficStars did not answer in time: try again (the relay retries such answers itself)",
     "connection_error": "TrafficStars could not be reached: check the network, or try again later",
+    "certificate_error": "the certificate of the TrafficStars URL failed verification: check the URL's host and "
+    "the trusted authorities (REQUESTS_CA_BUNDLE; with --local, the CA `make run` wrote)",
 }
 
 
@@ -107,9 +110,9 @@ def _run(argv: Sequence[str] | None) -> int:
         return _problem(explained)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Every command, each with --help and the shared target options."""
-    common = argparse.ArgumentParser(add_help=False)
+def _shared_options(default: Any = None) -> argparse.ArgumentParser:
+    """A parent parser with the target options and --json; ``default`` is every option's default."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=default)
     target = common.add_argument_group("where (a deployed stack, or --local)")
     target.add_argument(
         "--stack",
@@ -124,10 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="the local run of `make run` instead (moto on MOTO_PORT, sandbox on SANDBOX_PORT, relay on PORT)",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return common
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command, each with --help and the shared target options."""
+    # The shared options are accepted before the command (`postback-relay --local check`) and after it
+    # (`postback-relay check --local`). The top-level parser holds their defaults; each command's copy has none
+    # (SUPPRESS), since a command's default would otherwise overwrite what was given before the command.
     parser = argparse.ArgumentParser(
-        prog="postback-relay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="postback-relay",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_shared_options()],
     )
+    common = _shared_options(argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -553,11 +567,16 @@ def _problem(error: OperatorError) -> int:
 
 
 def _explain_http(exc: Exception, args: argparse.Namespace) -> OperatorError | None:
-    """A relay or TrafficStars URL that does not answer (sign)."""
+    """A relay or TrafficStars URL that does not answer (sign), or whose certificate is not trusted."""
     import requests
 
+    where = getattr(args, "url", None) or "the relay"
+    if isinstance(exc, requests.exceptions.SSLError):  # a ConnectionError too, but not the network's fault
+        return OperatorError(
+            f"certificate verification failed at {where}: {type(exc).__name__}",
+            "check the URL's host and the trusted authorities (REQUESTS_CA_BUNDLE)",
+        )
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
-        where = getattr(args, "url", None) or "the relay"
         fix = "start `make run` (the same PORT)" if args.local else "check --url and the stack's ApiBaseUrl output"
         return OperatorError(f"nothing answered at {where}: {type(exc).__name__}", fix)
     return None

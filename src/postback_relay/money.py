@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal, NamedTuple
 
 # ISO 4217 minor-unit exponents that differ from the usual 2 (ISO data of 2026-01-01).
@@ -62,17 +62,6 @@ def from_minor_units(amount: int, currency: str, table: Mapping[str, int] = ISO_
     """Turn an integer amount in minor units (cents, or yen for JPY) into major units."""
     code = currency.upper()
     return Money(Decimal(amount).scaleb(-exponent(code, table)), code)
-
-
-def from_major_units(amount: str, currency: str) -> Money:
-    """Parse a decimal string in major units ("19.99"), as Shopify and WooCommerce send them."""
-    try:
-        value = Decimal(amount)
-    except (InvalidOperation, TypeError) as exc:
-        raise ValueError(f"not a decimal amount: {amount!r}") from exc
-    if not value.is_finite():
-        raise ValueError(f"not a finite amount: {amount!r}")
-    return Money(value, currency.upper())
 
 
 def to_account_currency(money: Money, account_currency: str, rates: Mapping[str, Decimal]) -> Decimal | None:

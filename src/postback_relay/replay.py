@@ -1,15 +1,11 @@
 """Replay: re-drive the dead-letter queue, or re-send conversions chosen from the table, through the same
-claim as every other attempt, so replaying twice still sends each conversion once.
-
-    python -m postback_relay.replay dlq [--dry-run]
-    python -m postback_relay.replay records [--status failed] [--since 2026-11-01] [--click-id ID] [--dry-run]
-"""
+claim as every other attempt, so replaying twice still sends each conversion once. The command line is the
+operator CLI's (`postback-relay replay dlq` and `postback-relay replay records`, in cli.py); this module is
+what they run."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,54 +140,3 @@ def _replay_one(
         report.deferred[conversion_id] = f"reopened, but {exc}: the sweep queues it within its schedule"
         return
     report.queued.append(conversion_id)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line, against the deployment the environment names (TABLE_NAME, RETRY_QUEUE_URL, …)."""
-    parser = argparse.ArgumentParser(
-        prog="postback-relay replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="what", required=True)
-    dlq = sub.add_parser("dlq", help="re-drive every conversion in the dead-letter queue")
-    dlq.add_argument("--dry-run", action="store_true", help="print what would be re-sent, change nothing")
-    records = sub.add_parser("records", help="re-send conversions selected from the table")
-    records.add_argument(
-        "--status", action="append", choices=REPLAYABLE, help="status to select (repeatable; default failed)"
-    )
-    records.add_argument("--since", help="only records changed at or after this ISO time (e.g. 2026-11-01)")
-    records.add_argument("--click-id", help="only this click id")
-    records.add_argument("--dry-run", action="store_true", help="print what would be re-sent, change nothing")
-    args = parser.parse_args(argv)
-
-    import boto3
-
-    from postback_relay.settings import Settings, SettingsError
-
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not settings.retry_queue_url:
-        print("error: RETRY_QUEUE_URL is not set: replay needs the retry queue", file=sys.stderr)
-        return 2
-    sqs = boto3.client("sqs")
-    store = ConversionStore(boto3.client("dynamodb"), settings.table_name, settings.retention_days)
-    queue = RetryQueue(sqs, settings.retry_queue_url, settings.dead_letter_queue_url)
-
-    def show(count: int, conversion_id: str) -> None:
-        print(f"\r{count} examined ({conversion_id})", end="", file=sys.stderr, flush=True)
-
-    if args.what == "dlq":
-        report = redrive_dead_letters(sqs, store, queue, args.dry_run, show)
-    else:
-        report = replay_records(store, queue, args.status or ["failed"], args.since, args.click_id, args.dry_run, show)
-    print(file=sys.stderr)
-    verb = "would re-send" if args.dry_run else "re-sent"
-    document = {"dry_run": args.dry_run, verb: report.queued, "skipped": report.skipped, "postbacks": report.postbacks}
-    print(json.dumps(document, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

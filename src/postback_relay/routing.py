@@ -214,11 +214,7 @@ def _build(result: Any) -> dict[str, Any]:
     encoded = isinstance(body, bytes)
     if encoded:
         body = base64.b64encode(body).decode()
-    headers = {
-        name: value if isinstance(value, str) else ", ".join(value)
-        for name, value in response.headers.items()
-        if value is not None
-    }
+    headers = {name: value if isinstance(value, str) else ", ".join(value) for name, value in response.headers.items()}
     return {
         "statusCode": response.status_code,
         "body": body,

@@ -159,6 +159,12 @@ class TrafficStarsClient:
             response = self.session.get(url, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout as exc:
             return Answer("retryable", None, _scrub(f"timeout: {exc}", key), "timeout", _ms(started))
+        except requests.exceptions.SSLError as exc:
+            # Not the network: TrafficStars (or whatever answered at the URL) showed a certificate that the
+            # trusted authorities (REQUESTS_CA_BUNDLE, else certifi's) do not vouch for. Still retried, since
+            # the bundle can be fixed, but said for what it is so nobody goes looking at routes and firewalls.
+            detail = f"certificate verification failed: {type(exc).__name__}: {exc}"
+            return Answer("retryable", None, _scrub(detail, key), "certificate_error", _ms(started))
         except requests.RequestException as exc:
             detail = f"{type(exc).__name__}: {exc}"
             return Answer("retryable", None, _scrub(detail, key), "connection_error", _ms(started))

@@ -120,3 +120,19 @@ def test_every_sample_event_goes_through_the_handler(
     assert json.loads(event["body"])["type"] == path.stem
     result = lambda_handler(event, LocalContext())
     assert (result["statusCode"], json.loads(result["body"])["status"]) == (200, EXPECTED[path.stem])
+
+
+def test_the_console_never_shows_a_query_strings_token_or_key(relay_env: pytest.MonkeyPatch) -> None:
+    """What `make run` prints of each request (its on_response) has the secrets of a tracker postback's query
+    replaced, whatever their case or place, and the rest of the query as it was sent."""
+    printed: list[tuple[str, str, int]] = []
+    api = LocalApi(http_routes(load_template()), on_response=lambda m, p, s, b: printed.append((m, p, s))).start()
+    try:
+        query = "click_id=abc&token=SECRET-TOKEN&value=1.50&Key=SECRET-KEY&monkey=banana"
+        requests.get(f"{api.base_url}/postback?{query}", timeout=10)
+    finally:
+        api.stop()
+    [(method, path, _)] = printed
+    assert method == "GET"
+    assert path == "/postback?click_id=abc&token=***&value=1.50&Key=***&monkey=banana"
+    assert "SECRET" not in repr(printed)

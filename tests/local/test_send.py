@@ -1,5 +1,5 @@
-"""`make send` (python -m postback_relay.local.send) when the relay is not running: one line that says what
-to do, exit status 2, no traceback."""
+"""`make send` (python -m postback_relay.local.send) when the relay is not running or not trusted: one line
+that says what to do, exit status 2, no traceback."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import socket
 from pathlib import Path
 
 import pytest
+import trustme
 
 from postback_relay.local import send
+from postback_relay.local.sandbox import TrafficStarsSandbox
 
 EVENT = Path(__file__).resolve().parents[2] / "events" / "stripe" / "checkout.session.completed.json"
 
@@ -25,3 +27,18 @@ def test_a_refused_connection_is_one_line_naming_make_run(capsys: pytest.Capture
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.startswith(f"nothing answers at {url}: start the relay with `make run`")
+
+
+def test_an_untrusted_certificate_is_one_line_saying_so(
+    sandbox: TrafficStarsSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An HTTPS relay whose authority is not trusted is answering: "start `make run`" would send the reader the
+    wrong way."""
+    stranger = tmp_path / "another-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(stranger))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(stranger))
+    url = sandbox.base_url.split("/api/")[0]  # a real HTTPS server on loopback, signed by another authority
+    assert send.main([str(EVENT), "--url", url]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"certificate verification failed at {url}: ") and "make run" not in err

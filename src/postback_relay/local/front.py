@@ -19,6 +19,16 @@ from postback_relay.local.template import Route
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
+# The query parameters that carry a secret: a tracker postback's token (GET /postback?...&token=) and a
+# TrafficStars-style key. The console is often pasted into an issue or a chat; these must not go with it.
+_SECRET_PARAMETER = re.compile(r"(?i)(^|[?&;])((?:token|key)=)[^&;#]*")
+
+
+def redact_query(path: str) -> str:
+    """``path`` (with its query string) as it may be printed: every ``token=`` and ``key=`` value is ``***``."""
+    return _SECRET_PARAMETER.sub(r"\1\2***", path)
+
+
 def _pattern(path: str) -> re.Pattern[str]:
     regex = re.sub(r"\\\{[^/]+?\\\+\\\}", ".+", re.escape(path))
     regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", regex)
@@ -40,6 +50,8 @@ class LocalApi:
         port: int = 0,
         on_response: Callable[[str, str, int, str], None] | None = None,
     ) -> None:
+        """``on_response(method, path, status, body)`` is called after each answer, with the path's secrets
+        (``token=``, ``key=``) redacted: it is what `make run` prints."""
         self._routes = [(route, _pattern(route.path), _load(route.handler)) for route in routes]
         self._invoke_lock = threading.Lock()
         self._on_response = on_response
@@ -117,4 +129,6 @@ class LocalApi:
         if request.command != "HEAD":
             request.wfile.write(payload)
         if self._on_response is not None:
-            self._on_response(request.command, request.path, status, payload.decode("utf-8", "replace"))
+            # The path as it may be printed: `make run` shows every request on its console.
+            body = payload.decode("utf-8", "replace")
+            self._on_response(request.command, redact_query(request.path), status, body)

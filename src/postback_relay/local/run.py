@@ -17,6 +17,7 @@ def main() -> None:
     import logging
 
     import boto3
+    import trustme
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's access log
 
@@ -24,7 +25,6 @@ def main() -> None:
     from postback_relay.local.resources import create_queues, create_table, put_secret
     from postback_relay.local.sandbox import TrafficStarsSandbox
     from postback_relay.local.template import http_routes, load_template
-    from postback_relay.local.tls import make_loopback_certificate
 
     host = defaults.HOST
     api_port = defaults.port("PORT", 3000)
@@ -54,12 +54,16 @@ def main() -> None:
 
     sandbox_line = ""
     if "TRAFFICSTARS_URL" not in env:
-        certificate = make_loopback_certificate(STATE_DIR / "tls")
+        # A fresh authority each run; its certificate is written where the CLI's --local looks for it.
+        authority = trustme.CA(organization_name="postback-relay local")
+        ca_file = STATE_DIR / "tls" / "ca.pem"
+        ca_file.parent.mkdir(parents=True, exist_ok=True)
+        authority.cert_pem.write_to_path(str(ca_file))
         sandbox = TrafficStarsSandbox(
-            secrets["trafficstars_key"], certificate, host, defaults.port("SANDBOX_PORT", 8443)
+            secrets["trafficstars_key"], authority, host, defaults.port("SANDBOX_PORT", 8443)
         ).start()
         env["TRAFFICSTARS_URL"] = sandbox.base_url
-        env["REQUESTS_CA_BUNDLE"] = str(certificate.ca_file.resolve())
+        env["REQUESTS_CA_BUNDLE"] = str(ca_file.resolve())
         root = sandbox.base_url.split("/api/")[0]
         sandbox_line = (
             f"  received:     {root}/__sandbox/requests\n"

@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from postback_relay.local.tls import LoopbackCertificate
+if TYPE_CHECKING:
+    import trustme
 
 ACTION_PATH = re.compile(r"^/api/v1/cpa/action/(?P<click_id>[^/?]*)$")
 QUERY_FORM_PATH = "/api/v1/cpa/action"
@@ -199,17 +200,18 @@ class _SandboxServer(ThreadingHTTPServer):
 class TrafficStarsSandbox:
     """The sandbox server, run in a background thread."""
 
-    def __init__(
-        self, key: str, certificate: LoopbackCertificate | None, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
+    def __init__(self, key: str, authority: trustme.CA | None, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Over HTTPS with a certificate ``authority`` issues (clients trust ``authority.cert_pem``, e.g. via
+        REQUESTS_CA_BUNDLE), over plain HTTP without one. The certificate names the loopback addresses and
+        localhost as well as ``host``, and its key never leaves memory."""
         self.state = SandboxState(key=key)
-        self._server = _SandboxServer((host, port), self.state, https=certificate is not None)
-        if certificate is not None:
+        self._server = _SandboxServer((host, port), self.state, https=authority is not None)
+        if authority is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(certificate.cert_file, certificate.key_file)
+            authority.issue_cert(*dict.fromkeys((host, "127.0.0.1", "::1", "localhost"))).configure_cert(context)
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="trafficstars-sandbox", daemon=True)
-        scheme = "https" if certificate is not None else "http"
+        scheme = "https" if authority is not None else "http"
         self.base_url = f"{scheme}://{host}:{self._server.server_address[1]}/api/v1/cpa/action"
 
     def start(self) -> TrafficStarsSandbox:

@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from postback_relay.local import defaults
+from postback_relay.local.front import redact_query
 from postback_relay.local.signing import SECRET_BEARING, SIGNERS, sign
 
 
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         query = f"?{event['rawQueryString']}" if event.get("rawQueryString") else ""
         try:
             response = post_event(event, args.url)
+        except requests.exceptions.SSLError as exc:  # a ConnectionError too, but not a relay that is down
+            print(f"certificate verification failed at {args.url}: {exc}", file=sys.stderr)
+            return 2
         except requests.ConnectionError:
             # The usual cause is that `make run` is not running: one line that says so, not a urllib3 traceback.
             print(
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        print(f"{method} {event['rawPath']}{query} -> {response.status_code} {response.text}")
+        print(f"{method} {redact_query(event['rawPath'] + query)} -> {response.status_code} {response.text}")
         _show_local_state(response)
     return 0
 
