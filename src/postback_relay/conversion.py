@@ -17,8 +17,6 @@ CLICK_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
 MAX_RECORDED_CLICK_ID = 200
 
 ReversalKind = Literal["refunded", "partially_refunded", "charged_back", "cancelled", "dispute_won", "dispute_lost"]
-# The reversals that leave the record's status as it is: they are noted on it (amount, dispute outcome).
-NOTED_REVERSALS: frozenset[str] = frozenset({"partially_refunded", "dispute_won"})
 # The status words trackers and CPA networks send when a conversion is taken back, and the reversal each is.
 # `rejected`/`declined` are here, not among the ignored statuses: Keitaro documents both "lead to rejected" and
 # "sale to rejected", RedTrack's `declined` covers "fraud, duplicate, or refund". A rejection of a sale the

@@ -287,8 +287,7 @@ class Relay:
                 )
                 if value is not None
             }
-            if not self._store.mark_reversal((pk,), kind, event_id, fields):
-                self._store.tombstone(pk, source, pk.partition("#")[2], kind, event_id, fields)
+            self._reverse_or_keep(pk, source, kind, event_id, fields)
             logger.info("reversal inherited from an alias", extra={"conversion_id": pk, "alias": reversed_alias.pk})
 
     def _record(self, conversion: Conversion, secrets: RelaySecrets, not_counted: bool) -> Outcome:
@@ -328,15 +327,16 @@ class Relay:
 
     def _record_fields(self, conversion: Conversion) -> dict[str, Any]:
         settings = self.settings
-        decision = decide_value(
-            conversion.amount,
-            settings.value_policy,
-            settings.account_currency,
-            settings.fx_rates,
-            conversion.platform_converted,
-        )
         if conversion.amount is not None and conversion.amount.amount == 0:  # a trial's lead: no sale, no value
             decision = ValueDecision(None, "no_sale_value")
+        else:
+            decision = decide_value(
+                conversion.amount,
+                settings.value_policy,
+                settings.account_currency,
+                settings.fx_rates,
+                conversion.platform_converted,
+            )
         fields: dict[str, Any] = {
             "source": conversion.source,
             "purchase_id": conversion.purchase_id,
@@ -547,11 +547,9 @@ class Relay:
             if not marked:
                 missing.insert(0, reversal.identities[0])
             for pk in dict.fromkeys(missing):
-                purchase_id = pk.partition("#")[2]
-                if self._store.tombstone(pk, reversal.source, purchase_id, reversal.kind, reversal.event_id, fields):
-                    kept.append(pk)
-                else:  # recorded meanwhile (a tombstone refuses an existing record): mark it instead
-                    marked += self._store.mark_reversal((pk,), reversal.kind, reversal.event_id, fields)
+                how = self._reverse_or_keep(pk, reversal.source, reversal.kind, reversal.event_id, fields)
+                if how is not None:
+                    (kept if how == "kept" else marked).append(pk)
         if kept:
             logger.info("reversal recorded before its purchase", extra={"conversion_ids": kept})
         if not marked and not kept:
@@ -565,6 +563,14 @@ class Relay:
         if not marked:
             body["recorded_before_purchase"] = True
         return Outcome(200, reversal.kind, body, found[0])
+
+    def _reverse_or_keep(self, pk: str, source: str, kind: str, event_id: str, fields: dict[str, Any]) -> str | None:
+        """Reverse ``pk`` whether or not it is recorded yet: a tombstone where it is not ("kept"), else the
+        record marked ("marked", also when it appeared meanwhile: a tombstone refuses an existing record).
+        None for a reversal that keeps nothing of an absent record (a partial refund, a dispute won)."""
+        if self._store.tombstone(pk, source, pk.partition("#")[2], kind, event_id, fields):
+            return "kept"
+        return "marked" if self._store.mark_reversal((pk,), kind, event_id, fields) else None
 
 
 def _tag_logs(correlation_id: str) -> None:

@@ -209,18 +209,14 @@ class ConversionStore:
     def add_aliases(self, pk: str, aliases: tuple[str, ...]) -> None:
         """Remember that each of ``aliases`` (another id of the purchase, under its own identity) names the
         conversion ``pk``, so a refund or dispute naming only that id finds it without a scan."""
-        now = self._clock()
         for alias in aliases:
             self._update(
                 alias_identity(alias),
-                "SET #item = :alias, #updated_at = :now, #expires_at = :expires ADD #alias_of :pk",
-                {"#item": "item", "#updated_at": "updated_at", "#expires_at": "expires_at", "#alias_of": "alias_of"},
-                {
-                    ":alias": {"S": "alias"},
-                    ":now": {"S": iso(now)},
-                    ":expires": to_wire(int(now) + self._retention_seconds),
-                    ":pk": {"SS": [pk]},
-                },
+                "alias",
+                [],
+                "ADD #alias_of :pk",
+                {"#alias_of": "alias_of"},
+                {":pk": {"SS": [pk]}},
             )
 
     def resolve(self, pks: tuple[str, ...]) -> Resolved:
@@ -263,22 +259,17 @@ class ConversionStore:
         replaced) and its first paid payment (``first_paid`` claims it if nothing did). ``known_only``: only
         for a subscription the relay has seen start (a cycle of one it never saw is a renewal, whatever the
         memory would say); None then."""
-        now = self._clock()
-        names = {"#item": "item", "#updated_at": "updated_at", "#expires_at": "expires_at"}
-        values: dict[str, Any] = {
-            ":subscription": {"S": "subscription"},
-            ":now": {"S": iso(now)},
-            ":expires": to_wire(int(now) + self._retention_seconds),
-        }
-        sets = ["#item = :subscription", "#updated_at = :now", "#expires_at = :expires"]
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
         for attribute, value in (("remembered_click_id", click_id), ("first_paid", first_paid)):
             if value is not None:
                 names[f"#{attribute}"], values[f":{attribute}"] = attribute, {"S": value}
                 sets.append(f"#{attribute} = if_not_exists(#{attribute}, :{attribute})")
-        condition = "attribute_exists(#pk)" if known_only else None
-        if condition:
-            names["#pk"] = "pk"
-        item = self._update(subscription_pk, "SET " + ", ".join(sets), names, values, condition)
+        condition = None
+        if known_only:
+            names["#pk"], condition = "pk", "attribute_exists(#pk)"
+        item = self._update(subscription_pk, "subscription", sets, "", names, values, condition)
         if item is None:
             return None
         return SubscriptionMemory(item.get("remembered_click_id", {}).get("S"), item.get("first_paid", {}).get("S"))
@@ -286,19 +277,34 @@ class ConversionStore:
     def _update(
         self,
         pk: str,
-        expression: str,
+        item: str,
+        sets: list[str],
+        other_clauses: str,
         names: dict[str, str],
         values: dict[str, Any],
         condition: str | None = None,
     ) -> dict[str, Any] | None:
-        """One UpdateItem of an item that is not a conversion record (an alias, a subscription's memory):
-        the item as written, or None when ``condition`` refused it."""
+        """One UpdateItem of an item that is not a conversion record (``item``: an alias, a subscription's
+        memory), which also writes its kind, when it changed and its TTL, as a record's writes do: the item
+        as written, or None when ``condition`` refused it."""
+        now = self._clock()
+        common = ["#item = :item", "#updated_at = :now", "#expires_at = :expires"]
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": {"pk": {"S": pk}},
-            "UpdateExpression": expression,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
+            "UpdateExpression": " ".join(["SET " + ", ".join(common + sets), other_clauses]).strip(),
+            "ExpressionAttributeNames": {
+                "#item": "item",
+                "#updated_at": "updated_at",
+                "#expires_at": "expires_at",
+                **names,
+            },
+            "ExpressionAttributeValues": {
+                ":item": {"S": item},
+                ":now": {"S": iso(now)},
+                ":expires": to_wire(int(now) + self._retention_seconds),
+                **values,
+            },
             "ReturnValues": "ALL_NEW",
         }
         if condition:

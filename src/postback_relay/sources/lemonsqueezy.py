@@ -106,8 +106,7 @@ class LemonSqueezySource:
     ) -> ParsedEvent:
         if attributes.get("status") != "paid":
             return Ignored(event_name, f"status is {attributes.get('status')!r}, not paid")
-        click_id, raw_click_id = pick_click_id([dig(meta, "custom_data", settings.click_id_metadata_key)])
-        test_mode = meta.get("test_mode") is True or attributes.get("test_mode") is True
+        click_id, raw_click_id, livemode = _click_and_livemode(meta, attributes, settings)
         return Conversion(
             source=self.name,
             purchase_id=f"{data_type}/{data_id}",
@@ -116,7 +115,7 @@ class LemonSqueezySource:
             click_id=click_id,
             raw_click_id=raw_click_id,
             amount=_money(attributes, "total"),
-            livemode=not test_mode,
+            livemode=livemode,
             goal=goal,
             platform_converted=_usd(attributes, "total_usd"),
         )
@@ -127,8 +126,7 @@ class LemonSqueezySource:
         """`subscription_created`, sent beside the first order: on a trial it is the trial starting (the order
         is $0); otherwise it says the order is the subscription's first paid payment, so its renewals, which
         may lack the custom data, are attributed and counted as renewals."""
-        click_id, raw_click_id = pick_click_id([dig(meta, "custom_data", settings.click_id_metadata_key)])
-        test_mode = meta.get("test_mode") is True or attributes.get("test_mode") is True
+        click_id, raw_click_id, livemode = _click_and_livemode(meta, attributes, settings)
         if attributes.get("status") == "on_trial":
             return Conversion(
                 source=self.name,
@@ -138,7 +136,7 @@ class LemonSqueezySource:
                 click_id=click_id,
                 raw_click_id=raw_click_id,
                 amount=None,
-                livemode=not test_mode,
+                livemode=livemode,
                 payment="trial_start",
                 subscription=data_id,
             )
@@ -149,6 +147,15 @@ class LemonSqueezySource:
         return Link(
             self.name, f"{event_name}:subscriptions/{data_id}", event_name, None, (), data_id, click_id, first_paid
         )
+
+
+def _click_and_livemode(
+    meta: dict[str, Any], attributes: dict[str, Any], settings: Settings
+) -> tuple[str | None, str | None, bool]:
+    """The click id (valid, and raw) from `meta.custom_data`, and whether the event is live (not test mode)."""
+    click_id, raw_click_id = pick_click_id([dig(meta, "custom_data", settings.click_id_metadata_key)])
+    test_mode = meta.get("test_mode") is True or attributes.get("test_mode") is True
+    return click_id, raw_click_id, not test_mode
 
 
 def _digits(value: Any) -> str | None:

@@ -116,21 +116,19 @@ def _checkout(event_id: str, event_type: str, obj: dict[str, Any], key: str, liv
         return Ignored(event_type, "a setup session saves a payment method: no sale")
     candidates = [dig(obj, "metadata", key), obj.get("client_reference_id")]
     subscription = _id(obj.get("subscription")) if obj.get("mode") == "subscription" else None
-    if status == "paid":
-        purchase = _id(obj.get("payment_intent")) or _id(obj.get("invoice")) or _required_id(obj)
-        conversion = _conversion(event_id, event_type, purchase, candidates, obj, "amount_total", livemode)
-        return replace(conversion, payment="first" if subscription else "one_off", subscription=subscription)
-    if status == "no_payment_required":
+    if status not in ("paid", "no_payment_required"):
+        return Ignored(event_type, f"payment_status is {status!r}, not paid")
+    if status == "no_payment_required" and subscription is not None:
         discounted = isinstance(obj.get("amount_subtotal"), int) and obj["amount_subtotal"] > 0
-        if subscription is not None and not discounted:
+        if not discounted:
             conversion = _conversion(event_id, event_type, f"{subscription}:trial", candidates, obj, "", livemode)
             return replace(conversion, payment="trial_start", subscription=subscription)
-        purchase = _id(obj.get("invoice")) or _id(obj.get("payment_intent")) or _required_id(obj)
-        conversion = _conversion(event_id, event_type, purchase, candidates, obj, "amount_total", livemode)
-        if conversion.amount is None:  # nothing was paid, whatever the session leaves out
-            return Ignored(event_type, ZERO_VALUE)
-        return replace(conversion, payment="first" if subscription else "one_off", subscription=subscription)
-    return Ignored(event_type, f"payment_status is {status!r}, not paid")
+    # nothing was paid without a PaymentIntent: then the subscription's first invoice, or the session itself
+    purchase = _id(obj.get("payment_intent")) or _id(obj.get("invoice")) or _required_id(obj)
+    conversion = _conversion(event_id, event_type, purchase, candidates, obj, "amount_total", livemode)
+    if status == "no_payment_required" and conversion.amount is None:  # whatever the session leaves out
+        return Ignored(event_type, ZERO_VALUE)
+    return replace(conversion, payment="first" if subscription else "one_off", subscription=subscription)
 
 
 def _invoice(event_id: str, event_type: str, obj: dict[str, Any], key: str, livemode: bool) -> ParsedEvent:
