@@ -51,13 +51,13 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	touch $@
 
 run: $(VENV)/.installed ## run the relay on 127.0.0.1 (moto + TrafficStars sandbox; PORT=3000)
-	$(PY) -m postback_relay.local.run
+	$(PY) -m postback_relay_dev.run
 
 send: $(VENV)/.installed ## sign EVENT (default: a Checkout purchase) now and POST it to the local relay
-	@$(PY) -m postback_relay.local.send $(EVENT)
+	@$(PY) -m postback_relay_dev.send $(EVENT)
 
 events: $(VENV)/.installed ## re-sign events/ with the current time (for sam local invoke -e)
-	$(PY) -m postback_relay.local.send --write events/*/*.json
+	$(PY) -m postback_relay_dev.send --write events/*/*.json
 
 test: lint template unit ## every check: ruff, mypy, cfn-lint (+ serverless rules), checkov, sam validate, the lock, sam build, pytest
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-TARGETS = {"app": "postback_relay.app", "minimal": "bench.minimal"}
+TARGETS = {"app": "postback_relay.handlers.http", "minimal": "bench.minimal"}
 
 
 def main(argv: list[str]) -> None:

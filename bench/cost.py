@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from postback_relay.local.template import load_template
+from postback_relay_dev.template import load_template
 
 PRICES = {
     "http_api_per_million": 1.00,  # HTTP API requests, first 300 M/month

@@ -17,10 +17,10 @@ from typing import Any
 
 from bench import workload
 from bench.fakeaws import FakeAws, install, installed
-from postback_relay.local.apigw import LocalContext
+from postback_relay_dev.apigw import LocalContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-HANDLERS = {"app": ("postback_relay.app", "lambda_handler"), "minimal": ("bench.minimal", "handler")}
+HANDLERS = {"app": ("postback_relay.handlers.http", "lambda_handler"), "minimal": ("bench.minimal", "handler")}
 
 
 def handler_of(target: str) -> Handler:

@@ -79,7 +79,7 @@ def run(config: Config = Config(), progress: bool = False) -> Results:
     """Measure everything; returns the results (nothing is printed unless ``progress``)."""
     import trustme
 
-    from postback_relay.local.sandbox import TrafficStarsSandbox
+    from postback_relay_dev.sandbox import TrafficStarsSandbox
 
     results = Results(config)
     with tempfile.TemporaryDirectory(prefix="postback-relay-bench-") as scratch:
@@ -161,7 +161,9 @@ def paired_imports(runs: int, pairs: Mapping[str, tuple[str, dict[str, str], Seq
 
 def _cold(results: Results, env: dict[str, str], scratch: str) -> None:
     runs = results.config.cold_runs
-    measured = paired_imports(runs, {"floor": ("boto3, requests", env, ()), "relay": ("postback_relay.app", env, ())})
+    measured = paired_imports(
+        runs, {"floor": ("boto3, requests", env, ()), "relay": ("postback_relay.handlers.http", env, ())}
+    )
     floor, relay = statistics.median(measured["floor"]), statistics.median(measured["relay"])
     results.raw["cold"] = measured
     section = f"1. Cold start (fresh interpreter, median of {runs})"
@@ -185,7 +187,7 @@ def _cold(results: Results, env: dict[str, str], scratch: str) -> None:
         }
     )
     if info:
-        traced = paired_imports(info, {"relay": ("postback_relay.app", traced_env, ())})["relay"]
+        traced = paired_imports(info, {"relay": ("postback_relay.handlers.http", traced_env, ())})["relay"]
         results.raw["cold_traced"] = traced
         value = statistics.median(traced)
         results.add(
@@ -213,7 +215,7 @@ def _artifact_rows(results: Results, env: dict[str, str], scratch: str, section:
         artifact_env = {**env, "PYTHONPATH": f"{directory}{os.pathsep}{ROOT}"}
         pairs = {
             "floor": ("boto3, requests", artifact_env, ("-B",)),
-            "relay": ("postback_relay.app", artifact_env, ("-B",)),
+            "relay": ("postback_relay.handlers.http", artifact_env, ("-B",)),
         }
         measured = paired_imports(results.config.info_runs, pairs)
         results.raw[f"cold_artifact_{label}"] = measured
@@ -508,7 +510,7 @@ def _mb(kb: float) -> str:
 
 def _artifact_stale() -> str:
     """Why the sam build output cannot stand for this checkout ('' when it can)."""
-    if not (ARTIFACT / "postback_relay" / "app.py").exists():
+    if not (ARTIFACT / "postback_relay" / "handlers" / "http.py").exists():
         return "no .aws-sam/build; run make template or make build"
     for source in (ROOT / "src" / "postback_relay").rglob("*.py"):
         built = ARTIFACT / "postback_relay" / source.relative_to(ROOT / "src" / "postback_relay")

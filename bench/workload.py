@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from postback_relay.local.apigw import build_event
-from postback_relay.local.signing import stripe_headers
+from postback_relay_dev.apigw import build_event
+from postback_relay_dev.signing import stripe_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events" / "stripe"

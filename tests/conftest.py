@@ -50,10 +50,10 @@ import pytest  # noqa: E402
 import trustme  # noqa: E402
 from aws_lambda_powertools.utilities import parameters  # noqa: E402
 
-from postback_relay.local.moto_server import SerializedMotoServer  # noqa: E402
-from postback_relay.local.resources import create_queues, create_table, put_secret  # noqa: E402
-from postback_relay.local.sandbox import TrafficStarsSandbox  # noqa: E402
 from postback_relay.runtime import reset_runtime  # noqa: E402
+from postback_relay_dev.moto_server import SerializedMotoServer  # noqa: E402
+from postback_relay_dev.resources import create_queues, create_table, put_secret  # noqa: E402
+from postback_relay_dev.sandbox import TrafficStarsSandbox  # noqa: E402
 from tests.helpers import Invoker  # noqa: E402
 
 BASE_ENV = dict(os.environ)
@@ -98,7 +98,7 @@ class _CurrentStdout:
 def handler_logs_follow_the_capture() -> None:
     """powertools' Logger keeps the sys.stdout it finds when the handler is imported, which would be one
     test's (closed) capture stream; pointed at the current sys.stdout, every test sees its own log lines."""
-    from postback_relay.app import logger
+    from postback_relay.handlers.http import logger
 
     handler = logger.registered_handler
     assert isinstance(handler, logging.StreamHandler)
@@ -162,7 +162,7 @@ class Aws:
     def drain(self, rounds: int = 20) -> int:
         """Run the retry worker over the retry queue until it is empty (at most ``rounds`` batches, since a
         TrafficStars still down re-queues); how many messages it took."""
-        from postback_relay.local.worker import drain_once
+        from postback_relay_dev.worker import drain_once
 
         total = 0
         for _ in range(rounds):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postback_relay.local.apigw import LocalContext, build_event
+from postback_relay_dev.apigw import LocalContext, build_event
 
 CLICK_ID = "c86b8a88b91228911e723b93c65a5900bb49bc99"
 
@@ -141,7 +141,7 @@ class Reply:
 
 
 class Invoker:
-    """Builds an API Gateway HTTP API event and calls postback_relay.app.lambda_handler with it."""
+    """Builds an API Gateway HTTP API event and calls postback_relay.handlers.http.lambda_handler with it."""
 
     def __call__(
         self,
@@ -153,7 +153,7 @@ class Invoker:
         content_type: str = "application/json; charset=utf-8",
         query: str = "",
     ) -> Reply:
-        from postback_relay.app import lambda_handler
+        from postback_relay.handlers.http import lambda_handler
 
         all_headers = {"Content-Type": content_type, "User-Agent": "Stripe/1.0", **(headers or {})}
         event = build_event(method, path, list(all_headers.items()), body, query, route_key=f"{method} {path}")
@@ -188,8 +188,8 @@ def samples(platform: str) -> list[Path]:
 def run_sample(path: Path) -> tuple[int, dict[str, Any], dict[str, Any]]:
     """Re-sign a sample event with the local secret (or its environment override) and run it through the
     real handler: (HTTP status, answer body, the event as sent)."""
-    from postback_relay.app import lambda_handler
-    from postback_relay.local.send import resign
+    from postback_relay.handlers.http import lambda_handler
+    from postback_relay_dev.send import resign
 
     event = resign(json.loads(path.read_text(encoding="utf-8")))
     result = lambda_handler(event, LocalContext())

@@ -12,8 +12,8 @@ from decimal import Decimal
 
 import pytest
 
-from postback_relay.local.sandbox import TrafficStarsSandbox
 from postback_relay.runtime import reset_runtime
+from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_KEY, TEST_STRIPE_SECRET, Aws
 from tests.helpers import (
     CLICK_ID,
@@ -193,9 +193,9 @@ class TestExactlyOnce:
         self, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
     ) -> None:
         """Twenty containers (own clients each) receive the same delivery at once."""
+        from postback_relay.platforms.stripe import STRIPE
         from postback_relay.runtime import build_runtime
         from postback_relay.settings import Settings
-        from postback_relay.sources.stripe import STRIPE
 
         body = purchase()
         headers = {"stripe-signature": stripe_signature(body, TEST_STRIPE_SECRET)}

@@ -7,7 +7,7 @@ from email.utils import formatdate
 
 import pytest
 
-from postback_relay.backoff import RetryPolicy, next_attempt_at, next_delay, parse_retry_after
+from postback_relay.core.backoff import RetryPolicy, next_attempt_at, next_delay, parse_retry_after
 
 POLICY = RetryPolicy(base_delay_seconds=30, max_delay_seconds=3600, window_seconds=3 * 86400)
 

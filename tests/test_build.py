@@ -27,9 +27,9 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_package_holds_the_relay_and_its_dependencies_but_not_the_local_run(artifact: Path) -> None:
-    assert (artifact / "postback_relay" / "app.py").is_file()
+    assert (artifact / "postback_relay" / "handlers" / "http.py").is_file()
     assert (artifact / "aws_lambda_powertools").is_dir() and (artifact / "requests").is_dir()
-    assert not (artifact / "postback_relay" / "local").exists()
+    assert not (artifact / "postback_relay_dev").exists()
     assert not (artifact / "botocore").exists()  # the runtime's, matching its boto3, is used
     assert list(artifact.glob("wrapt/_wrappers.cpython-313-aarch64-linux-gnu.so"))  # wheels for arm64
 
@@ -43,13 +43,16 @@ def test_every_module_is_compiled_for_the_runtime_as_an_unchecked_hash(artifact:
     sources = [p for p in artifact.rglob("*.py") if "bin" not in p.relative_to(artifact).parts[:1]]
     assert len(sources) > 100
     assert [p for p in sources if not _compiled(p).exists()] == []
-    header = _compiled(artifact / "postback_relay" / "app.py").read_bytes()[:8]
+    header = _compiled(artifact / "postback_relay" / "handlers" / "http.py").read_bytes()[:8]
     flags = int.from_bytes(header[4:8], "little")
     assert flags == 0b01, "unchecked-hash: bit 0 (hash-based) set, bit 1 (check_source) clear"
 
 
 def test_the_handlers_import_from_the_package_alone(artifact: Path) -> None:
-    code = "import postback_relay.app, postback_relay.retry, sys; print(sys.modules['postback_relay'].__file__)"
+    code = (
+        "import postback_relay.handlers.http, postback_relay.handlers.retry, sys; "
+        "print(sys.modules['postback_relay'].__file__)"
+    )
     env = {"PYTHONPATH": str(artifact), "SECRET_ID": "s", "TABLE_NAME": "t", "PATH": os.environ.get("PATH", "")}
     # boto3 comes with the Lambda runtime; here, from the test environment, after the package.
     env["PYTHONPATH"] += os.pathsep + os.pathsep.join(p for p in sys.path if p.endswith("site-packages"))

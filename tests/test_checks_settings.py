@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from postback_relay import checks
-from postback_relay.deployment import Deployment
-from postback_relay.local.template import load_template
+from postback_relay.ops import checks
+from postback_relay.ops.deployment import Deployment
+from postback_relay_dev.template import load_template
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,14 @@ import pytest
 import trustme
 from aws_lambda_powertools.utilities import parameters
 
-from postback_relay import checks, cli
-from postback_relay.local import defaults
-from postback_relay.local.front import LocalApi
-from postback_relay.local.resources import create_table, put_secret
-from postback_relay.local.sandbox import TrafficStarsSandbox
-from postback_relay.local.template import http_routes, load_template
-from postback_relay.queue import RetryQueue
+from postback_relay.aws.queue import RetryQueue
+from postback_relay.ops import checks, cli
 from postback_relay.runtime import reset_runtime
+from postback_relay_dev import defaults
+from postback_relay_dev.front import LocalApi
+from postback_relay_dev.resources import create_table, put_secret
+from postback_relay_dev.sandbox import TrafficStarsSandbox
+from postback_relay_dev.template import http_routes, load_template
 from tests.conftest import TEST_KEY, TEST_STRIPE_SECRET, Aws
 from tests.helpers import CLICK_ID, Invoker, checkout_session, stripe_event
 
@@ -77,7 +77,7 @@ class LocalRun:
 def local_run(aws: Aws, sandbox: TrafficStarsSandbox, relay_env: pytest.MonkeyPatch) -> Iterator[LocalRun]:
     """What `make run` starts, in this process: the relay on the local names behind the API front, moto and
     the sandbox. The CLI's --local finds them through MOTO_PORT and PORT, as it finds `make run`'s."""
-    from postback_relay.app import logger
+    from postback_relay.handlers.http import logger
 
     create_table(aws.dynamodb, defaults.TABLE_NAME)
     secret_arn = put_secret(
@@ -157,7 +157,7 @@ class TestHelp:
         import tomllib
 
         pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-        assert pyproject["project"]["scripts"]["postback-relay"] == "postback_relay.cli:main"
+        assert pyproject["project"]["scripts"]["postback-relay"] == "postback_relay.ops.cli:main"
 
 
 class TestSign:
@@ -629,7 +629,7 @@ class TestVerdicts:
         assert checks.trafficstars_url_check("http://127.0.0.1:8443/api/v1/cpa/action", True).level == "OK"
 
     def test_a_stack_deployed_before_the_retry_queue_fails_the_queue_check(self) -> None:
-        from postback_relay.deployment import Deployment
+        from postback_relay.ops.deployment import Deployment
 
         old = Deployment("stack relay-old in us-east-1", None, "us-east-1", "t", "s", "https://x", ("stripe",))
         [queues] = checks.queue_checks(old)
@@ -803,7 +803,7 @@ class TestTargets:
     def test_the_local_run_uses_make_runs_ports_and_sandbox_authority(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        from postback_relay.deployment import local_deployment
+        from postback_relay.ops.deployment import local_deployment
 
         monkeypatch.delenv("TRAFFICSTARS_URL", raising=False)
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")  # a system bundle
@@ -824,7 +824,7 @@ class TestTargets:
         )
 
     def test_the_default_stack_name_comes_from_samconfig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        from postback_relay.deployment import default_stack_name
+        from postback_relay.ops.deployment import default_stack_name
 
         monkeypatch.delenv("POSTBACK_RELAY_STACK", raising=False)
         assert default_stack_name(tmp_path) == "postback-relay"
@@ -838,12 +838,12 @@ class TestTargets:
         ("text", "seconds_ago"), [("30m", 1800), ("24h", 86400), ("7d", 7 * 86400), ("2w", 14 * 86400)]
     )
     def test_durations(self, text: str, seconds_ago: int) -> None:
-        from postback_relay.records import parse_since
+        from postback_relay.aws.reads import parse_since
 
         assert parse_since(text, 1_000_000_000.0) == 1_000_000_000.0 - seconds_ago
 
     def test_dates_are_utc_unless_they_say_otherwise(self) -> None:
-        from postback_relay.records import parse_since
+        from postback_relay.aws.reads import parse_since
 
         assert parse_since("2026-01-01", 0) == 1767225600.0
         assert parse_since("2026-01-01T01:00:00+01:00", 0) == 1767225600.0
@@ -868,7 +868,7 @@ def _cli_process(site: Path, cwd: Path, argv: list[str], **kwargs: Any) -> Any:
 
     code = (
         "import sys; sys.modules['yaml'] = None\n"  # `import yaml` now fails as it does without PyYAML
-        "from postback_relay.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from postback_relay.ops.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     return subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, check=False, **kwargs)

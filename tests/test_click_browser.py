@@ -1,6 +1,6 @@
 """click.js in a real headless Chromium: a visitor lands from a TrafficStars ad with ``?click_id=<40 hex>``, then
 reaches the checkout on the same site, where every kind of checkout link and button must carry the id to the
-place the relay reads it (src/postback_relay/sources/*.py). The site and the browser are on loopback
+place the relay reads it (src/postback_relay/platforms/*.py). The site and the browser are on loopback
 (tests/browser.py); nothing the page asks for may leave it."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from postback_relay.local.sandbox import TrafficStarsSandbox
+from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.browser import SKIP_REASON, Browser, Site, SiteCertificate, chromium, make_site_certificate, page
 from tests.click_cases import CLICK, COOKIE_DOMAINS, FROM_URL, NEWER
 from tests.conftest import TEST_STRIPE_SECRET, Aws

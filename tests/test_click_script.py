@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from postback_relay import web
-from postback_relay.local.front import LocalApi
-from postback_relay.local.template import http_routes, load_template
+from postback_relay_dev.front import LocalApi
+from postback_relay_dev.template import http_routes, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "src" / "postback_relay" / "web" / "click.js"
@@ -25,8 +25,8 @@ GZIP_BUDGET = 2048  # bytes, gzip -9: the issue's "under 2 KB gzipped", on every
 
 def get(path: str, method: str = "GET") -> dict[str, Any]:
     """The real handler's answer to a request with no body (the Invoker reads answers as JSON; this one is not)."""
-    from postback_relay.app import lambda_handler
-    from postback_relay.local.apigw import LocalContext, build_event
+    from postback_relay.handlers.http import lambda_handler
+    from postback_relay_dev.apigw import LocalContext, build_event
 
     result: dict[str, Any] = lambda_handler(
         build_event(method, path, [], b"", "", route_key=f"{method} {path}"), LocalContext()

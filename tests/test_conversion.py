@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postback_relay.conversion import Conversion, lead_code, normalize_click_id, pick_click_id
+from postback_relay.core.conversion import Conversion, lead_code, normalize_click_id, pick_click_id
 
 VALID = "c86b8a88b91228911e723b93c65a5900bb49bc99"
 

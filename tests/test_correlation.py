@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from postback_relay.local.sandbox import TrafficStarsSandbox
+from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_STRIPE_SECRET, Aws
 from tests.helpers import Invoker, checkout_session, payment_intent, stripe_event
 
@@ -76,7 +76,7 @@ def test_an_upgrading_event_keeps_the_conversions_id_and_names_itself_on_its_att
 def test_the_trace_is_annotated_with_the_correlation_and_conversion_ids(
     invoke: Invoker, sandbox: TrafficStarsSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from postback_relay import app
+    from postback_relay.handlers import http as app
 
     annotations: dict[str, Any] = {}
     monkeypatch.setattr(app.tracer, "put_annotation", lambda key, value: annotations.__setitem__(key, value))
@@ -90,7 +90,7 @@ def test_the_trace_is_annotated_with_the_correlation_and_conversion_ids(
 
 
 def test_a_refusal_is_annotated_with_its_code(invoke: Invoker, monkeypatch: pytest.MonkeyPatch) -> None:
-    from postback_relay import app
+    from postback_relay.handlers import http as app
 
     annotations: dict[str, Any] = {}
     monkeypatch.setattr(app.tracer, "put_annotation", lambda key, value: annotations.__setitem__(key, value))

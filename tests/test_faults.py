@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postback_relay.local.sandbox import Received, TrafficStarsSandbox
-from postback_relay.local.worker import drain_once, sweep_once
+from postback_relay.platforms.stripe import STRIPE
 from postback_relay.runtime import build_runtime, reset_runtime
 from postback_relay.settings import Settings
-from postback_relay.sources.stripe import STRIPE
+from postback_relay_dev.sandbox import Received, TrafficStarsSandbox
+from postback_relay_dev.worker import drain_once, sweep_once
 from tests.conftest import FAULT_FIGURES, TEST_KEY, TEST_STRIPE_SECRET, Aws
 from tests.helpers import Invoker, checkout_session, stripe_event, stripe_signature
 
@@ -189,7 +189,7 @@ def test_4_with_20_percent_of_dynamodb_writes_failing_no_2xx_lacks_a_record(
 def test_5_a_worker_killed_between_claim_and_send_sends_once_after_its_lease(
     invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
-    from postback_relay.store import Claim, ConversionStore
+    from postback_relay.aws.store import Claim, ConversionStore
 
     sandbox.state.fault = lambda r: (503, "")
     invoke.stripe(purchase("pi_killed"), TEST_STRIPE_SECRET)
@@ -212,9 +212,9 @@ def test_5_a_worker_killed_between_claim_and_send_sends_once_after_its_lease(
 def test_6_the_dead_letter_queue_redriven_twice_makes_one_get_per_conversion(
     invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
-    from postback_relay.queue import RetryQueue
-    from postback_relay.replay import redrive_dead_letters
-    from postback_relay.store import ConversionStore
+    from postback_relay.aws.queue import RetryQueue
+    from postback_relay.aws.store import ConversionStore
+    from postback_relay.ops.replay import redrive_dead_letters
 
     fast_retries.setenv("RETRY_WINDOW_SECONDS", "1")
     reset_runtime()
@@ -323,8 +323,8 @@ def test_9_malformed_input_never_gets_a_5xx_or_stores_anything(
     query: str,
     encoded: bool,
 ) -> None:
-    from postback_relay.app import lambda_handler
-    from postback_relay.local.apigw import LocalContext, build_event
+    from postback_relay.handlers.http import lambda_handler
+    from postback_relay_dev.apigw import LocalContext, build_event
 
     aws, statuses = fuzz_target
     method, path = route

@@ -43,19 +43,19 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from postback_relay.conversion import lead_code
-from postback_relay.local.apigw import LocalContext
-from postback_relay.local.moto_server import SerializedMotoServer
-from postback_relay.local.resources import create_table, put_secret
-from postback_relay.local.sandbox import Received, TrafficStarsSandbox
-from postback_relay.local.worker import sqs_event
-from postback_relay.record import FINAL, IN_FLIGHT, REVERSED, Status, violations
-from postback_relay.replay import redrive_dead_letters, replay_records
+from postback_relay.aws.store import Claim, ConversionStore
+from postback_relay.core.conversion import lead_code
+from postback_relay.core.record import FINAL, IN_FLIGHT, REVERSED, Status, violations
+from postback_relay.networks.trafficstars import TrafficStarsClient
+from postback_relay.ops.replay import redrive_dead_letters, replay_records
+from postback_relay.platforms.stripe import STRIPE
 from postback_relay.runtime import Runtime, build_runtime, install_runtime, reset_runtime
 from postback_relay.settings import Settings
-from postback_relay.sources.stripe import STRIPE
-from postback_relay.store import Claim, ConversionStore
-from postback_relay.trafficstars import TrafficStarsClient
+from postback_relay_dev.apigw import LocalContext
+from postback_relay_dev.moto_server import SerializedMotoServer
+from postback_relay_dev.resources import create_table, put_secret
+from postback_relay_dev.sandbox import Received, TrafficStarsSandbox
+from postback_relay_dev.worker import sqs_event
 from tests.conftest import FAULT_FIGURES, TEST_KEY, TEST_SOURCE_SECRETS, TEST_STRIPE_SECRET
 from tests.helpers import Invoker, checkout_session, invoice, payment_intent, stripe_event, stripe_signature
 
@@ -487,7 +487,7 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
         def _work(self, messages: list[dict[str, Any]]) -> None:
             if not messages:
                 return
-            from postback_relay.retry import retry_handler
+            from postback_relay.handlers.retry import retry_handler
 
             try:
                 result = retry_handler(sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:retry"), LocalContext())
@@ -522,7 +522,7 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
 
         @rule()
         def sweep(self) -> None:
-            from postback_relay.retry import sweep_handler
+            from postback_relay.handlers.retry import sweep_handler
 
             sweep_handler({}, LocalContext(function_name="SweepFunction", timeout_s=60))
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from postback_relay.local.sandbox import Received, TrafficStarsSandbox
-from postback_relay.local.worker import sweep_once
-from postback_relay.queue import RetryQueue
-from postback_relay.record import Status
+from postback_relay.aws.queue import RetryQueue
+from postback_relay.aws.store import Claim, ConversionStore
+from postback_relay.core.record import Status
+from postback_relay.platforms.stripe import STRIPE
 from postback_relay.runtime import build_runtime, reset_runtime
 from postback_relay.settings import Settings
-from postback_relay.sources.stripe import STRIPE
-from postback_relay.store import Claim, ConversionStore
+from postback_relay_dev.sandbox import Received, TrafficStarsSandbox
+from postback_relay_dev.worker import sweep_once
 from tests import emf
 from tests.conftest import FAULT_FIGURES, TEST_KEY, TEST_SOURCE_SECRETS, TEST_STRIPE_SECRET, Aws
 from tests.helpers import CLICK_ID, Invoker, charge_refunded, checkout_session, stripe_event, stripe_signature

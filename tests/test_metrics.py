@@ -10,8 +10,8 @@ import json
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 
-from postback_relay import telemetry
-from postback_relay.local.sandbox import TrafficStarsSandbox
+from postback_relay.handlers import telemetry
+from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests import emf
 from tests.conftest import TEST_STRIPE_SECRET, Aws
 from tests.helpers import Invoker, charge_refunded, checkout_session, stripe_event
@@ -249,8 +249,8 @@ class TestShape:
 
     def test_the_retry_worker_counts_postbacks_not_webhooks(self) -> None:
         """attempt_metrics is what a postback made without a webhook (the retry worker) publishes."""
+        from postback_relay.networks.trafficstars import Answer
         from postback_relay.relay import Outcome
-        from postback_relay.trafficstars import Answer
 
         outcome = Outcome(200, "sent", {}, "stripe#pi_1", (Answer("ok", 200, "ok", "ok", 12.5),), attempt=3)
         records = telemetry.attempt_metrics(telemetry.source_of("stripe#pi_1"), outcome)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from postback_relay.money import (
+from postback_relay.core.money import (
     STRIPE_EXPONENTS,
     Money,
     ValuePolicy,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from postback_relay import telemetry
-from postback_relay.local.template import load_template
+from postback_relay.handlers import telemetry
+from postback_relay_dev.template import load_template
 
 ALARMS = (
     "InvalidKeyAlarm",

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from postback_relay.local.apigw import LocalContext
-from postback_relay.local.sandbox import TrafficStarsSandbox
-from postback_relay.local.template import load_template
-from postback_relay.local.worker import sqs_event
 from postback_relay.runtime import reset_runtime
+from postback_relay_dev.apigw import LocalContext
+from postback_relay_dev.sandbox import TrafficStarsSandbox
+from postback_relay_dev.template import load_template
+from postback_relay_dev.worker import sqs_event
 from tests.conftest import TEST_STRIPE_SECRET, Aws
 from tests.helpers import Invoker, charge_refunded, checkout_session, stripe_event
 
@@ -120,7 +120,7 @@ def test_the_webhook_function_may_record_send_queue_and_dead_letter_and_nothing_
 def test_the_retry_function_may_claim_send_requeue_and_dead_letter_and_nothing_else(
     invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
-    from postback_relay.retry import retry_handler
+    from postback_relay.handlers.retry import retry_handler
 
     sandbox.state.fault = lambda r: (503, "")
     fresh_container(relay_env, RETRY_BASE_DELAY_SECONDS="0.01", RETRY_MAX_DELAY_SECONDS="0.02")
@@ -150,7 +150,7 @@ def test_the_retry_function_may_claim_send_requeue_and_dead_letter_and_nothing_e
 def test_the_sweep_function_may_read_the_due_index_and_queue_and_nothing_else(
     invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
-    from postback_relay.retry import sweep_handler
+    from postback_relay.handlers.retry import sweep_handler
 
     sandbox.state.fault = lambda r: (503, "")
     fresh_container(relay_env, RETRY_BASE_DELAY_SECONDS="0.01", RETRY_MAX_DELAY_SECONDS="0.02")

@@ -26,7 +26,7 @@ import pytest
 from samtranslator.policy_templates_data import __file__ as policy_templates_package
 from samtranslator.translator.transform import transform
 
-from postback_relay.local.template import load_template
+from postback_relay_dev.template import load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 

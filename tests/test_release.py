@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from postback_relay import __version__, cli
-from postback_relay.local.template import load_template
+from postback_relay import __version__
+from postback_relay.ops import cli
+from postback_relay_dev.template import load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 # semver.org's regular expression for a version (without build metadata, which SAR does not take)

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from postback_relay.local.sandbox import TrafficStarsSandbox
-from postback_relay.queue import RetryQueue
-from postback_relay.replay import redrive_dead_letters, replay_records
+from postback_relay.aws.queue import RetryQueue
+from postback_relay.aws.store import ConversionStore
+from postback_relay.ops.replay import redrive_dead_letters, replay_records
 from postback_relay.runtime import reset_runtime
-from postback_relay.store import ConversionStore
+from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_STRIPE_SECRET, Aws
 from tests.helpers import Invoker, checkout_session, stripe_event
 
@@ -80,8 +80,8 @@ def test_a_replay_while_sqs_is_down_reopens_and_the_sweep_queues_what_it_could_n
         aws.server.fault = None
     assert report.queued == [] and sorted(report.deferred) == sorted(failed)
     assert all(aws.record(i)["status"] == "retry_pending" for i in failed)  # type: ignore[index]
-    from postback_relay.local.apigw import LocalContext
-    from postback_relay.retry import sweep_handler
+    from postback_relay.handlers.retry import sweep_handler
+    from postback_relay_dev.apigw import LocalContext
 
     sweep_handler({}, LocalContext(function_name="SweepFunction", timeout_s=60))
     aws.drain()

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from postback_relay.local.sandbox import TrafficStarsSandbox
-from postback_relay.local.worker import sqs_event, sweep_once
+from postback_relay.aws.store import Claim, ConversionStore
 from postback_relay.runtime import get_runtime, reset_runtime
-from postback_relay.store import Claim, ConversionStore
+from postback_relay_dev.sandbox import TrafficStarsSandbox
+from postback_relay_dev.worker import sqs_event, sweep_once
 from tests.conftest import TEST_KEY, TEST_STRIPE_SECRET, Aws
 from tests.helpers import Invoker, checkout_session, stripe_event
 
@@ -69,8 +69,8 @@ def test_a_wait_longer_than_sqs_can_delay_is_queued_for_its_due_time_and_held_in
 def test_a_message_that_arrives_before_its_conversion_is_due_is_put_back_not_dropped(
     invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
-    from postback_relay.local.apigw import LocalContext
-    from postback_relay.retry import retry_handler
+    from postback_relay.handlers.retry import retry_handler
+    from postback_relay_dev.apigw import LocalContext
 
     relay_env.setenv("RETRY_BASE_DELAY_SECONDS", "3600")
     sandbox.state.fault = lambda r: (503, "")
@@ -154,8 +154,8 @@ def test_a_worker_killed_between_claim_and_send_is_sent_once_after_its_lease(
 def test_a_batch_reports_only_the_failed_message(
     invoke: Invoker, fast_retries: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
-    from postback_relay.local.apigw import LocalContext
-    from postback_relay.retry import retry_handler
+    from postback_relay.handlers.retry import retry_handler
+    from postback_relay_dev.apigw import LocalContext
 
     sandbox.state.fault = lambda r: (503, "")
     invoke.stripe(purchase("pi_a"), TEST_STRIPE_SECRET)

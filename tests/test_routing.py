@@ -10,8 +10,8 @@ import pytest
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler import Response as PowertoolsResponse
 
-from postback_relay.local.apigw import LocalContext, build_event
-from postback_relay.routing import Response, Router
+from postback_relay.handlers.routing import Response, Router
+from postback_relay_dev.apigw import LocalContext, build_event
 
 
 class Refused(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from postback_relay.secret_store import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
+from postback_relay.aws.secrets import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
 from tests.conftest import TEST_KEY, TEST_STRIPE_SECRET, Aws
 
 

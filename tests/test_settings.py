@@ -100,7 +100,7 @@ def test_the_handler_module_fails_at_import_naming_the_setting() -> None:
 
     env = {"PATH": "/usr/bin:/bin", "TABLE_NAME": "t", "AWS_DEFAULT_REGION": "us-east-1"}
     result = subprocess.run(
-        [sys.executable, "-c", "import postback_relay.app"],
+        [sys.executable, "-c", "import postback_relay.handlers.http"],
         env=env,
         capture_output=True,
         text=True,

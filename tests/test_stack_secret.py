@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from postback_relay import checks
-from postback_relay.local.template import load_template
-from postback_relay.secret_store import PLACEHOLDER_PREFIX, TRAFFICSTARS_KEY, RelaySecrets, SecretKeyMissing
-from postback_relay.sources import ROUTED
+from postback_relay.aws.secrets import PLACEHOLDER_PREFIX, TRAFFICSTARS_KEY, RelaySecrets, SecretKeyMissing
+from postback_relay.ops import checks
+from postback_relay.platforms import ROUTED
+from postback_relay_dev.template import load_template
 from tests.conftest import TEST_KEY, TEST_STRIPE_SECRET, Aws
 from tests.helpers import Invoker, checkout_session, stripe_event
 

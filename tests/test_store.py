@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from postback_relay.record import Status, violations
-from postback_relay.store import Applied, Claim, ConversionStore, StoreUnavailable
+from postback_relay.aws.store import Applied, Claim, ConversionStore, StoreUnavailable
+from postback_relay.core.record import Status, violations
 from tests.conftest import Aws
 
 PK = "stripe#pi_1"

@@ -11,7 +11,7 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postback_relay.store import _storable, from_wire, to_wire
+from postback_relay.aws.store import _storable, from_wire, to_wire
 
 scalars = (
     st.none()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from postback_relay.local.template import load_template
+from postback_relay_dev.template import load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,8 +130,8 @@ def test_every_function_is_built_by_src_makefile(template: dict[str, Any]) -> No
 
 def test_the_templates_source_routes_are_the_routed_sources(template: dict[str, Any]) -> None:
     """The CLI's --local names the local run's sources from ROUTED, without reading the template."""
-    from postback_relay.local.template import http_routes
-    from postback_relay.sources import ROUTED
+    from postback_relay.platforms import ROUTED
+    from postback_relay_dev.template import http_routes
 
     paths = {route.path for route in http_routes(template)}
     sources = {path.rsplit("/", 1)[-1] for path in paths if path.startswith("/webhooks/") or path == "/postback"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from postback_relay import cli
+from postback_relay.ops import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [ROOT / "template.yaml", ROOT / "README.md", *sorted((ROOT / "src").rglob("*.py"))]

@@ -14,8 +14,15 @@ import pytest
 import requests
 import trustme
 
-from postback_relay.local.sandbox import HTTPS_ONLY, TrafficStarsSandbox
-from postback_relay.trafficstars import Postback, PostbackOptions, TrafficStarsClient, build_url, classify, redact
+from postback_relay.networks.trafficstars import (
+    Postback,
+    PostbackOptions,
+    TrafficStarsClient,
+    build_url,
+    classify,
+    redact,
+)
+from postback_relay_dev.sandbox import HTTPS_ONLY, TrafficStarsSandbox
 from tests.conftest import TEST_KEY
 from tests.helpers import CLICK_ID
 

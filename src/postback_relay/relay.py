@@ -17,23 +17,23 @@ from urllib.parse import parse_qsl
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.exceptions import OrphanedChildLoggerError
 
-from postback_relay.backoff import next_attempt_at, parse_retry_after
-from postback_relay.conversion import Conversion, Ignored, Link, Reversal, lead_code
-from postback_relay.lifecycle import Counted, Decision, NotCounted, decide, subscription_identity
-from postback_relay.money import ValueDecision, decide_value, format_value
-from postback_relay.queue import QueueUnavailable, RetryQueue
-from postback_relay.record import IN_FLIGHT, OUTCOME_STATUS, UPGRADABLE, Status, iso
-from postback_relay.secret_store import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
-from postback_relay.settings import Settings
-from postback_relay.sources.base import (
+from postback_relay.aws.queue import QueueUnavailable, RetryQueue
+from postback_relay.aws.secrets import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
+from postback_relay.aws.store import Claim, ConversionStore, StoreUnavailable
+from postback_relay.core.backoff import next_attempt_at, parse_retry_after
+from postback_relay.core.conversion import Conversion, Ignored, Link, Reversal, lead_code
+from postback_relay.core.lifecycle import Counted, Decision, NotCounted, decide, subscription_identity
+from postback_relay.core.money import ValueDecision, decide_value, format_value
+from postback_relay.core.record import IN_FLIGHT, OUTCOME_STATUS, UPGRADABLE, Status, iso
+from postback_relay.networks.trafficstars import Answer, TrafficStarsClient
+from postback_relay.platforms.base import (
     AnswersPings,
     MalformedEvent,
     SignatureError,
     SignatureMismatch,
     WebhookSource,
 )
-from postback_relay.store import Claim, ConversionStore, StoreUnavailable
-from postback_relay.trafficstars import Answer, TrafficStarsClient
+from postback_relay.settings import Settings
 
 logger = Logger(child=True)
 

@@ -62,9 +62,9 @@ def build_runtime(settings: Settings, clock: Callable[[], float] = time.time, sq
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
     from botocore.config import Config
 
-    from postback_relay.secret_store import SecretStore
-    from postback_relay.store import ConversionStore
-    from postback_relay.trafficstars import TrafficStarsClient
+    from postback_relay.aws.secrets import SecretStore
+    from postback_relay.aws.store import ConversionStore
+    from postback_relay.networks.trafficstars import TrafficStarsClient
 
     aws_config = Config(
         retries={"mode": "standard", "max_attempts": 3},
@@ -78,7 +78,7 @@ def build_runtime(settings: Settings, clock: Callable[[], float] = time.time, sq
     secretsmanager = session.client("secretsmanager", config=aws_config)
     queue = None
     if settings.retry_queue_url:
-        from postback_relay.queue import RetryQueue
+        from postback_relay.aws.queue import RetryQueue
 
         queue = RetryQueue(
             sqs or session.client("sqs", config=aws_config), settings.retry_queue_url, settings.dead_letter_queue_url

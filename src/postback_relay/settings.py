@@ -12,10 +12,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 from urllib.parse import urlsplit
 
-from postback_relay.backoff import RetryPolicy
-from postback_relay.conversion import GOAL_KINDS, REVERSAL_STATUSES
-from postback_relay.money import MAX_VALUE, MIN_VALUE, RangeAction, ValuePolicy
-from postback_relay.trafficstars import PostbackOptions, PriceSource
+from postback_relay.core.backoff import RetryPolicy
+from postback_relay.core.conversion import GOAL_KINDS, REVERSAL_STATUSES
+from postback_relay.core.money import MAX_VALUE, MIN_VALUE, RangeAction, ValuePolicy
+from postback_relay.networks.trafficstars import PostbackOptions, PriceSource
 
 DEFAULT_TRAFFICSTARS_URL = "https://tsyndicate.com/api/v1/cpa/action"
 TRUE_WORDS = {"1", "true", "yes", "on"}

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from postback_relay.local.apigw import build_event, is_text
-from postback_relay.local.front import LocalApi
-from postback_relay.local.sandbox import TrafficStarsSandbox
-from postback_relay.local.send import resign
-from postback_relay.local.template import http_routes, load_template
-from postback_relay.sources import SOURCES
+from postback_relay.platforms import SOURCES
+from postback_relay_dev.apigw import build_event, is_text
+from postback_relay_dev.front import LocalApi
+from postback_relay_dev.sandbox import TrafficStarsSandbox
+from postback_relay_dev.send import resign
+from postback_relay_dev.template import http_routes, load_template
 from tests.conftest import TEST_STRIPE_SECRET, Aws
 from tests.helpers import checkout_session, stripe_event, stripe_signature
 
@@ -33,7 +33,7 @@ def test_routes_come_from_the_template_one_per_source() -> None:
     routes = {(r.method, r.path) for r in http_routes(load_template())}
     webhooks = {("POST", f"/webhooks/{name}") for name in SOURCES}
     assert routes == webhooks | {("GET", "/postback"), ("GET", "/health"), ("GET", "/click.js")}
-    assert {r.handler for r in http_routes(load_template())} == {"postback_relay.app.lambda_handler"}
+    assert {r.handler for r in http_routes(load_template())} == {"postback_relay.handlers.http.lambda_handler"}
 
 
 def test_health_over_http(api: LocalApi) -> None:
@@ -110,8 +110,8 @@ def test_there_is_a_sample_for_every_handled_event_a_refund_and_an_unrelated_one
 def test_every_sample_event_goes_through_the_handler(
     path: Path, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
-    from postback_relay.app import lambda_handler
-    from postback_relay.local.apigw import LocalContext
+    from postback_relay.handlers.http import lambda_handler
+    from postback_relay_dev.apigw import LocalContext
 
     relay_env.setenv("FX_RATES", '{"EUR": "1.08"}')
     relay_env.setenv("STRIPE_WEBHOOK_SECRET", TEST_STRIPE_SECRET)

@@ -1,4 +1,4 @@
-"""`make send` (python -m postback_relay.local.send) when the relay is not running or not trusted: one line
+"""`make send` (python -m postback_relay_dev.send) when the relay is not running or not trusted: one line
 that says what to do, exit status 2, no traceback."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from postback_relay.local import send
-from postback_relay.local.sandbox import TrafficStarsSandbox
+from postback_relay_dev import send
+from postback_relay_dev.sandbox import TrafficStarsSandbox
 
 EVENT = Path(__file__).resolve().parents[2] / "events" / "stripe" / "checkout.session.completed.json"
 

@@ -16,11 +16,11 @@ import pytest
 from paddle_billing.Notifications import Secret, Verifier
 from paddle_billing.Notifications.PaddleSignature import PaddleSignature
 
-from postback_relay.conversion import Conversion, Ignored, Reversal
-from postback_relay.local.sandbox import TrafficStarsSandbox
+from postback_relay.core.conversion import Conversion, Ignored, Reversal
+from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
+from postback_relay.platforms.paddle import PADDLE, PADDLE_SANDBOX
 from postback_relay.settings import Settings
-from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch
-from postback_relay.sources.paddle import PADDLE, PADDLE_SANDBOX
+from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import CLICK_ID, Invoker, Reply, run_sample, samples
 

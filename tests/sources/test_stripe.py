@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import stripe
 
-from postback_relay.conversion import Conversion, Ignored, Reversal
+from postback_relay.core.conversion import Conversion, Ignored, Reversal
+from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
+from postback_relay.platforms.stripe import STRIPE
 from postback_relay.settings import Settings
-from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch
-from postback_relay.sources.stripe import STRIPE
 from tests.helpers import (
     CLICK_ID,
     charge_refunded,

@@ -11,11 +11,11 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from postback_relay.conversion import Conversion, Ignored, Reversal, lead_code
-from postback_relay.local.sandbox import TrafficStarsSandbox
+from postback_relay.core.conversion import Conversion, Ignored, Reversal, lead_code
+from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
+from postback_relay.platforms.tracker import TRACKER
 from postback_relay.settings import Settings
-from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch
-from postback_relay.sources.tracker import TRACKER
+from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import CLICK_ID, Invoker, Reply, run_sample, samples
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from postback_relay.conversion import (
+from postback_relay.core.conversion import (
     Conversion,
     Ignored,
     ParsedEvent,
@@ -24,9 +24,8 @@ from postback_relay.conversion import (
     ReversalKind,
     pick_click_id,
 )
-from postback_relay.money import Money
-from postback_relay.settings import Settings
-from postback_relay.sources.base import (
+from postback_relay.core.money import Money
+from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureError,
     SignatureMismatch,
@@ -35,6 +34,7 @@ from postback_relay.sources.base import (
     named_value,
     url_parameter,
 )
+from postback_relay.settings import Settings
 
 SIGNATURE_HEADER = "x-wc-webhook-signature"
 PING_BODY = re.compile(rb"webhook_id=[0-9]{1,20}")

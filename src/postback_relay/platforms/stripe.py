@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from postback_relay.conversion import (
+from postback_relay.core.conversion import (
     Conversion,
     Ignored,
     Link,
@@ -29,16 +29,16 @@ from postback_relay.conversion import (
     ReversalKind,
     pick_click_id,
 )
-from postback_relay.lifecycle import ZERO_VALUE
-from postback_relay.money import STRIPE_EXPONENTS, Money, from_minor_units
-from postback_relay.settings import Settings
-from postback_relay.sources.base import (
+from postback_relay.core.lifecycle import ZERO_VALUE
+from postback_relay.core.money import STRIPE_EXPONENTS, Money, from_minor_units
+from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureMismatch,
     dig,
     matches_hex,
     timestamped_signatures,
 )
+from postback_relay.settings import Settings
 
 CHECKOUT_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 # invoice.billing_reason → the payment's moment (https://docs.stripe.com/api/invoices/object#invoice_object-

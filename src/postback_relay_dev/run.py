@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from postback_relay.local import defaults
+from postback_relay_dev import defaults
 
 STATE_DIR = Path(os.environ.get("LOCAL_STATE_DIR", ".local"))
 
@@ -21,10 +21,10 @@ def main() -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's access log
 
-    from postback_relay.local.moto_server import SerializedMotoServer
-    from postback_relay.local.resources import create_queues, create_table, put_secret
-    from postback_relay.local.sandbox import TrafficStarsSandbox
-    from postback_relay.local.template import http_routes, load_template
+    from postback_relay_dev.moto_server import SerializedMotoServer
+    from postback_relay_dev.resources import create_queues, create_table, put_secret
+    from postback_relay_dev.sandbox import TrafficStarsSandbox
+    from postback_relay_dev.template import http_routes, load_template
 
     host = defaults.HOST
     api_port = defaults.port("PORT", 3000)
@@ -75,9 +75,9 @@ def main() -> None:
     env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
-    from postback_relay.local.front import LocalApi
-    from postback_relay.local.worker import LocalPipeline
     from postback_relay.settings import Settings, SettingsError
+    from postback_relay_dev.front import LocalApi
+    from postback_relay_dev.worker import LocalPipeline
 
     try:
         Settings.from_env()

@@ -27,8 +27,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from postback_relay.deployment import Deployment, OperatorError, explain, resolve
-from postback_relay.trafficstars import redact
+from postback_relay.networks.trafficstars import redact
+from postback_relay.ops.deployment import Deployment, OperatorError, explain, resolve
 
 Command = Callable[[argparse.Namespace, Deployment], int]
 
@@ -239,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_status(args: argparse.Namespace, deployment: Deployment) -> int:
     """`status`: find the record(s), print each with its attempt log."""
-    from postback_relay.records import find, is_click_id
-    from postback_relay.sources import ROUTED
+    from postback_relay.aws.reads import find, is_click_id
+    from postback_relay.platforms import ROUTED
 
     names = [source.name for source in ROUTED.values()]
     records = find(deployment.client("dynamodb"), deployment.table_name, args.reference, names)
@@ -262,9 +262,9 @@ def cmd_status(args: argparse.Namespace, deployment: Deployment) -> int:
 
 def cmd_recent(args: argparse.Namespace, deployment: Deployment) -> int:
     """`recent`: scan, filter, sort newest first, print one page and the command for the next."""
-    from postback_relay.record import iso
-    from postback_relay.records import STATUSES, cursor_of, parse_cursor, parse_since, recent
-    from postback_relay.sources import ROUTED
+    from postback_relay.aws.reads import STATUSES, cursor_of, parse_cursor, parse_since, recent
+    from postback_relay.core.record import iso
+    from postback_relay.platforms import ROUTED
 
     statuses = _split(args.status)
     sources = _split(args.source)
@@ -331,10 +331,10 @@ def cmd_send_test(args: argparse.Namespace, deployment: Deployment) -> int:
     """`send-test`: one GET through TrafficStarsClient with the deployment's key; say what the answer means."""
     import requests
 
-    from postback_relay.checks import trafficstars_url_check
-    from postback_relay.conversion import lead_code
-    from postback_relay.secret_store import TRAFFICSTARS_KEY, SecretKeyMissing
-    from postback_relay.trafficstars import Postback, TrafficStarsClient
+    from postback_relay.aws.secrets import TRAFFICSTARS_KEY, SecretKeyMissing
+    from postback_relay.core.conversion import lead_code
+    from postback_relay.networks.trafficstars import Postback, TrafficStarsClient
+    from postback_relay.ops.checks import trafficstars_url_check
 
     url_check = trafficstars_url_check(deployment.trafficstars_url, deployment.local)
     if url_check.level == "FAIL":
@@ -383,8 +383,8 @@ def cmd_send_test(args: argparse.Namespace, deployment: Deployment) -> int:
 
 def cmd_sign(args: argparse.Namespace, deployment: Deployment) -> int:
     """`sign`: the event signed now with the deployment's secret for SOURCE, POSTed to the relay."""
-    from postback_relay.local.send import post_event, resign
-    from postback_relay.local.signing import SIGNERS
+    from postback_relay_dev.send import post_event, resign
+    from postback_relay_dev.signing import SIGNERS
 
     if args.source not in SIGNERS:
         raise OperatorError(f"there is no source named {args.source!r}", f"use one of: {', '.join(SIGNERS)}")
@@ -426,11 +426,11 @@ def cmd_sign(args: argparse.Namespace, deployment: Deployment) -> int:
 
 def cmd_replay(args: argparse.Namespace, deployment: Deployment) -> int:
     """`replay`: re-queue conversions for the retry worker, with progress on stderr, then the report."""
-    from postback_relay.queue import RetryQueue
-    from postback_relay.record import iso
-    from postback_relay.records import parse_since
-    from postback_relay.replay import REPLAYABLE, redrive_dead_letters, replay_records
-    from postback_relay.store import ConversionStore
+    from postback_relay.aws.queue import RetryQueue
+    from postback_relay.aws.reads import parse_since
+    from postback_relay.aws.store import ConversionStore
+    from postback_relay.core.record import iso
+    from postback_relay.ops.replay import REPLAYABLE, redrive_dead_letters, replay_records
 
     statuses = _split(args.status) or ["failed"]
     _known("--status", statuses, REPLAYABLE)
@@ -475,8 +475,8 @@ def cmd_replay(args: argparse.Namespace, deployment: Deployment) -> int:
 
 def cmd_check(args: argparse.Namespace, deployment: Deployment) -> int:
     """`check`: every verdict, then the fixes; exit 1 if any check failed."""
-    from postback_relay import checks
-    from postback_relay.sources import ROUTED
+    from postback_relay.ops import checks
+    from postback_relay.platforms import ROUTED
 
     required = _split(args.source)
     _known("--source", required, tuple(ROUTED))
@@ -584,7 +584,7 @@ def _explain_http(exc: Exception, args: argparse.Namespace) -> OperatorError | N
 
 def _load_event(path: Path, source: str) -> dict[str, Any]:
     """An API Gateway event from the file, or one built around a bare webhook body (its bytes kept exactly)."""
-    from postback_relay.local.apigw import build_event
+    from postback_relay_dev.apigw import build_event
 
     try:
         raw = path.read_bytes()

@@ -1,6 +1,6 @@
 """The retry worker (SQS trigger, partial batch failures) and the sweep (schedule): handlers only.
 
-Handlers: postback_relay.retry.retry_handler and postback_relay.retry.sweep_handler."""
+Handlers: postback_relay.handlers.retry.retry_handler and postback_relay.handlers.retry.sweep_handler."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postback_relay import telemetry
+from postback_relay.handlers import telemetry
+from postback_relay.handlers.tracing import make_tracer
 from postback_relay.runtime import get_runtime, load_settings
-from postback_relay.tracing import make_tracer
 
 logger = Logger()
 tracer = make_tracer()  # no X-Ray SDK import when tracing is off

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from postback_relay.lifecycle import alias_identity
-from postback_relay.record import (
+from postback_relay.core.lifecycle import alias_identity
+from postback_relay.core.record import (
     CLAIM,
     DUE_SHARD,
     FINISH,

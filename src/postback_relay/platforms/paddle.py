@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from postback_relay.conversion import (
+from postback_relay.core.conversion import (
     Conversion,
     Ignored,
     ParsedEvent,
@@ -19,9 +19,8 @@ from postback_relay.conversion import (
     ReversalKind,
     pick_click_id,
 )
-from postback_relay.money import Money
-from postback_relay.settings import Settings
-from postback_relay.sources.base import (
+from postback_relay.core.money import Money
+from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureMismatch,
     dig,
@@ -29,6 +28,7 @@ from postback_relay.sources.base import (
     minor_amount,
     timestamped_signatures,
 )
+from postback_relay.settings import Settings
 
 SIGNATURE_HEADER = "paddle-signature"
 # A transaction's `origin` (paddle-python-sdk Entities/Shared/TransactionOrigin.py) → the payment's moment.

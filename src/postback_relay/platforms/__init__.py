@@ -3,13 +3,13 @@ click id and amount are; everything after parsing is shared code."""
 
 from __future__ import annotations
 
-from postback_relay.sources.base import WebhookSource
-from postback_relay.sources.lemonsqueezy import LEMONSQUEEZY
-from postback_relay.sources.paddle import PADDLE, PADDLE_SANDBOX
-from postback_relay.sources.shopify import SHOPIFY
-from postback_relay.sources.stripe import STRIPE
-from postback_relay.sources.tracker import TRACKER
-from postback_relay.sources.woocommerce import WOOCOMMERCE
+from postback_relay.platforms.base import WebhookSource
+from postback_relay.platforms.lemonsqueezy import LEMONSQUEEZY
+from postback_relay.platforms.paddle import PADDLE, PADDLE_SANDBOX
+from postback_relay.platforms.shopify import SHOPIFY
+from postback_relay.platforms.stripe import STRIPE
+from postback_relay.platforms.tracker import TRACKER
+from postback_relay.platforms.woocommerce import WOOCOMMERCE
 
 # POST /webhooks/<name>: the platforms that push signed webhooks.
 SOURCES: dict[str, WebhookSource] = {

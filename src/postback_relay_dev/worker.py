@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from postback_relay.local.apigw import LocalContext
+from postback_relay_dev.apigw import LocalContext
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
 def drain_once(sqs: Any, queue_url: str, wait_seconds: int = 0) -> int:
     """Receive one batch, run the retry handler, delete the messages it did not report failed.
     Returns how many messages were received."""
-    from postback_relay.retry import retry_handler
+    from postback_relay.handlers.retry import retry_handler
 
     response = sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds, AttributeNames=["All"]
@@ -52,7 +52,7 @@ def drain_once(sqs: Any, queue_url: str, wait_seconds: int = 0) -> int:
 
 def sweep_once() -> int:
     """Run the sweep handler once; returns how many conversions it re-queued."""
-    from postback_relay.retry import sweep_handler
+    from postback_relay.handlers.retry import sweep_handler
 
     return int(sweep_handler({}, LocalContext(function_name="SweepFunction", timeout_s=60))["requeued"])
 

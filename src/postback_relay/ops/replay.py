@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from postback_relay.queue import QueueUnavailable, RetryQueue
-from postback_relay.record import REPLAYABLE as REPLAYABLE_STATUSES
-from postback_relay.store import ConversionStore
+from postback_relay.aws.queue import QueueUnavailable, RetryQueue
+from postback_relay.aws.store import ConversionStore
+from postback_relay.core.record import REPLAYABLE as REPLAYABLE_STATUSES
 
 REPLAYABLE = tuple(sorted(str(status) for status in REPLAYABLE_STATUSES))  # failed, rejected, retry_pending
 

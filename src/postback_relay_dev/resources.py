@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from postback_relay.local.template import load_template, queue_attributes, table_definition
+from postback_relay_dev.template import load_template, queue_attributes, table_definition
 
 
 def create_table(dynamodb: Any, table_name: str) -> None:

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from postback_relay.money import format_value
+from postback_relay.core.money import format_value
 
 REDACTED = "***"
 _KEY_IN_TEXT = re.compile(r"(?i)(\bkey=|key%3D)[^&\s'\"<>)]*")

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from postback_relay.local.apigw import LocalContext, build_event
-from postback_relay.local.template import Route
+from postback_relay_dev.apigw import LocalContext, build_event
+from postback_relay_dev.template import Route
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

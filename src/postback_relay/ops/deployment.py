@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from postback_relay.secret_store import RelaySecrets
+from postback_relay.aws.secrets import RelaySecrets
+from postback_relay.platforms import ROUTED
 from postback_relay.settings import DEFAULT_TRAFFICSTARS_URL
-from postback_relay.sources import ROUTED
 
 STACK_ENV = "POSTBACK_RELAY_STACK"
 DEFAULT_STACK = "postback-relay"
@@ -61,7 +61,7 @@ class Deployment:
         RETRY_QUEUE_URL and DEAD_LETTER_QUEUE_URL when set, else found by the names `make run` gives them).
         OperatorError for a stack deployed before the retry queue existed."""
         if self.local and not self.retry_queue_url:
-            from postback_relay.local import defaults
+            from postback_relay_dev import defaults
 
             sqs = self.client("sqs")
             retry, dead_letter = (
@@ -119,7 +119,7 @@ def local_deployment() -> Deployment:
     holds the two equal), so the routed sources are ROUTED's."""
     import boto3
 
-    from postback_relay.local import defaults
+    from postback_relay_dev import defaults
 
     endpoint = f"http://{defaults.HOST}:{defaults.port('MOTO_PORT', 5005)}"
     region = os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"

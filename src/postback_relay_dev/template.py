@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
+DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):

@@ -14,8 +14,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from postback_relay.conversion import CLICK_ID_PATTERN
-from postback_relay.record import Status
+from postback_relay.core.conversion import CLICK_ID_PATTERN
+from postback_relay.core.record import Status
 
 CLICK_ID_INDEX = "click_id"
 STATUSES = tuple(str(status) for status in Status)  # every status `recent --status` accepts

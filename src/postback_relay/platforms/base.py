@@ -10,8 +10,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
-from postback_relay.conversion import ParsedEvent
-from postback_relay.money import ISO_EXPONENTS, Money, from_minor_units
+from postback_relay.core.conversion import ParsedEvent
+from postback_relay.core.money import ISO_EXPONENTS, Money, from_minor_units
 from postback_relay.settings import Settings
 
 MAX_TIMESTAMP_DIGITS = 12  # epoch seconds until the year 33658: anything longer is no plausible timestamp

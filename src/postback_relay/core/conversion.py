@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from postback_relay.money import Money
+from postback_relay.core.money import Money
 
 CLICK_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
 MAX_RECORDED_CLICK_ID = 200

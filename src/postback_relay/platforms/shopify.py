@@ -12,10 +12,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from postback_relay.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
-from postback_relay.money import Money
-from postback_relay.settings import Settings
-from postback_relay.sources.base import (
+from postback_relay.core.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
+from postback_relay.core.money import Money
+from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureError,
     SignatureMismatch,
@@ -24,6 +23,7 @@ from postback_relay.sources.base import (
     named_value,
     url_parameter,
 )
+from postback_relay.settings import Settings
 
 # The newer "Events" delivery sends the same headers without the X- prefix.
 SIGNATURE_HEADERS = ("x-shopify-hmac-sha256", "shopify-hmac-sha256")

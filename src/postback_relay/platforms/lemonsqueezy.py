@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from postback_relay.conversion import (
+from postback_relay.core.conversion import (
     Conversion,
     GoalKind,
     Ignored,
@@ -31,9 +31,8 @@ from postback_relay.conversion import (
     ReversalKind,
     pick_click_id,
 )
-from postback_relay.money import Money
-from postback_relay.settings import Settings
-from postback_relay.sources.base import (
+from postback_relay.core.money import Money
+from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureError,
     SignatureMismatch,
@@ -41,6 +40,7 @@ from postback_relay.sources.base import (
     matches_hex,
     minor_amount,
 )
+from postback_relay.settings import Settings
 
 SIGNATURE_HEADER = "x-signature"
 # A subscription invoice's billing_reason (the Subscription Invoice object,

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-from postback_relay.conversion import (
+from postback_relay.core.conversion import (
     GOAL_KINDS,
     REVERSAL_STATUSES,
     Conversion,
@@ -45,9 +45,9 @@ from postback_relay.conversion import (
     Reversal,
     pick_click_id,
 )
-from postback_relay.money import Money
+from postback_relay.core.money import Money
+from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch, major_amount, matches_token
 from postback_relay.settings import Settings
-from postback_relay.sources.base import MalformedEvent, SignatureError, SignatureMismatch, major_amount, matches_token
 
 TOKEN_PARAMETER = "token"  # noqa: S105 - names, not secrets
 TOKEN_HEADER = "x-postback-token"  # noqa: S105

@@ -1,8 +1,8 @@
 """Sign a sample event from events/ with the current time and POST it to the local (or a deployed) relay,
 then show the answer and, for the local run, the conversion's record and what TrafficStars received.
 
-    python -m postback_relay.local.send events/stripe/checkout.session.completed.json [--url URL]
-    python -m postback_relay.local.send --write events/stripe/*.json   # refresh signatures in place
+    python -m postback_relay_dev.send events/stripe/checkout.session.completed.json [--url URL]
+    python -m postback_relay_dev.send --write events/stripe/*.json   # refresh signatures in place
 
 Tracker postbacks (events/tracker/) have no signature: their token is the secret itself, so it is added
 (as X-Postback-Token) only to the request being sent and never written into a file.
@@ -20,9 +20,9 @@ from typing import Any
 
 import requests
 
-from postback_relay.local import defaults
-from postback_relay.local.front import redact_query
-from postback_relay.local.signing import SECRET_BEARING, SIGNERS, sign
+from postback_relay_dev import defaults
+from postback_relay_dev.front import redact_query
+from postback_relay_dev.signing import SECRET_BEARING, SIGNERS, sign
 
 
 def _source(event: dict[str, Any]) -> str:

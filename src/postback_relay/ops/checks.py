@@ -9,11 +9,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from postback_relay.deployment import SECRET_JSON_EXAMPLE, Deployment, OperatorError
-from postback_relay.records import CLICK_ID_INDEX
-from postback_relay.secret_store import TRAFFICSTARS_KEY, RelaySecrets, SecretKeyMissing
+from postback_relay.aws.reads import CLICK_ID_INDEX
+from postback_relay.aws.secrets import TRAFFICSTARS_KEY, RelaySecrets, SecretKeyMissing
+from postback_relay.ops.deployment import SECRET_JSON_EXAMPLE, Deployment, OperatorError
+from postback_relay.platforms import ROUTED
 from postback_relay.settings import Settings, SettingsError
-from postback_relay.sources import ROUTED
 
 Level = Literal["OK", "WARN", "FAIL"]
 

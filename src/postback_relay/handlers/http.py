@@ -1,6 +1,6 @@
 """The Lambda handler: routes and powertools decorators, nothing else.
 
-Handler: postback_relay.app.lambda_handler (HTTP API, payload format 2.0)."""
+Handler: postback_relay.handlers.http.lambda_handler (HTTP API, payload format 2.0)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postback_relay import telemetry, web
+from postback_relay import web
+from postback_relay.handlers import telemetry
+from postback_relay.handlers.routing import APPLICATION_JSON, Response, Router
+from postback_relay.handlers.tracing import make_tracer
+from postback_relay.platforms import POSTBACK_SOURCE, SOURCES
 from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError, SourceNotConfigured
-from postback_relay.routing import APPLICATION_JSON, Response, Router
 from postback_relay.runtime import get_runtime, load_settings
-from postback_relay.sources import POSTBACK_SOURCE, SOURCES
-from postback_relay.tracing import make_tracer
 
 logger = Logger()
 tracer = make_tracer()  # no X-Ray SDK import when tracing is off

@@ -1,0 +1,1 @@
+"""The adapters to AWS: DynamoDB (writes and reads), SQS, Secrets Manager. None leaks a botocore error."""

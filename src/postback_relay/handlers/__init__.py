@@ -1,0 +1,1 @@
+"""The Lambda entry points and what only they know: routes, HTTP statuses, metrics, tracing."""
