@@ -854,8 +854,10 @@ def _installed_copy(tmp_path: Path) -> Path:
     """The package as `pip install .` leaves it: src/postback_relay alone, no template.yaml two levels up."""
     import shutil
 
+    import postback_relay
+
     site = tmp_path / "site-packages"
-    shutil.copytree(Path(cli.__file__).parent, site / "postback_relay", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(postback_relay.__file__).parent, site / "postback_relay", ignore=shutil.ignore_patterns("__pycache__"))
     return site
 
 
