@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 
+from postback_relay.handlers.http import outcome_status
 from postback_relay.runtime import reset_runtime
 from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_KEY, TEST_STRIPE_SECRET, Aws
@@ -206,7 +207,7 @@ class TestExactlyOnce:
         def deliver(index: int) -> None:
             barrier.wait()
             outcome = relays[index].handle(STRIPE, body, headers)
-            statuses.append((outcome.http_status, outcome.status))
+            statuses.append((outcome_status(outcome), outcome.status))
 
         threads = [threading.Thread(target=deliver, args=(i,)) for i in range(20)]
         for thread in threads:

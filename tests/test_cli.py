@@ -857,7 +857,9 @@ def _installed_copy(tmp_path: Path) -> Path:
     import postback_relay
 
     site = tmp_path / "site-packages"
-    shutil.copytree(Path(postback_relay.__file__).parent, site / "postback_relay", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(postback_relay.__file__).parent, site / "postback_relay", ignore=shutil.ignore_patterns("__pycache__")
+    )
     return site
 
 

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from postback_relay.handlers.http import outcome_status
 from postback_relay.platforms.stripe import STRIPE
 from postback_relay.runtime import build_runtime, reset_runtime
 from postback_relay.settings import Settings
@@ -94,7 +95,7 @@ def test_2_fifty_concurrent_duplicates_never_make_two_gets(
             codes: list[int] = codes,
         ) -> None:
             barrier.wait(10)
-            codes.append(relays[index].handle(STRIPE, body, headers).http_status)
+            codes.append(outcome_status(relays[index].handle(STRIPE, body, headers)))
 
         threads = [threading.Thread(target=deliver, args=(i,)) for i in range(50)]
         for thread in threads:

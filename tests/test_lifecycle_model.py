@@ -46,6 +46,7 @@ from hypothesis.stateful import (
 from postback_relay.aws.store import Claim, ConversionStore
 from postback_relay.core.conversion import lead_code
 from postback_relay.core.record import FINAL, IN_FLIGHT, REVERSED, Status, violations
+from postback_relay.handlers.http import outcome_status
 from postback_relay.networks.trafficstars import TrafficStarsClient
 from postback_relay.ops.replay import redrive_dead_letters, replay_records
 from postback_relay.platforms.stripe import STRIPE
@@ -228,7 +229,7 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
                 {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET, **TEST_SOURCE_SECRETS},
             )
             self.store = ConversionStore(dynamodb, settings_.table_name, 90, self.clock)
-            self.client = TrafficStarsClient(settings_.trafficstars_url, 1.0, READ_TIMEOUT)
+            self.client = TrafficStarsClient(settings_.trafficstars.url, 1.0, READ_TIMEOUT)
             self.settings = settings_
             self.invoke = Invoker()
             self.mode = "ok"
@@ -288,7 +289,7 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
                 reply = self.invoke(body, {"Stripe-Signature": signature})
                 return reply.status, reply.body
             outcome = self.others[relay_index].handle(STRIPE, body, {"stripe-signature": signature})
-            return outcome.http_status, outcome.body
+            return outcome_status(outcome), outcome.body
 
         def _after_conversion(self, purchase: str, status: int, answer: dict[str, Any], before: Any) -> None:
             record = self.store.get(f"stripe#{purchase}")
@@ -379,7 +380,7 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
                 status, answer = reply.status, reply.body
             else:
                 outcome = via.handle(STRIPE, body, {"stripe-signature": signature})
-                status, answer = outcome.http_status, outcome.body
+                status, answer = outcome_status(outcome), outcome.body
             if status == 200 and answer.get("status") in [str(s) for s in REVERSED]:
                 for marked in answer.get("conversion_ids") or [answer["conversion_id"]]:
                     self.reversed_at.setdefault(marked.partition("#")[2], time.time())
@@ -511,9 +512,7 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
             if not isinstance(claim, Claim):
                 return
             record = claim.record
-            postback = self.settings.postback_options.postback(
-                str(record.click_id), str(record.lead_code), None, "purchase"
-            )
+            postback = self.client.postback(str(record.click_id), str(record.lead_code), None, "purchase")
             before = len(self.gets)
             self.client.send(postback, TEST_KEY)
             self._settle()

@@ -249,10 +249,9 @@ class TestShape:
 
     def test_the_retry_worker_counts_postbacks_not_webhooks(self) -> None:
         """attempt_metrics is what a postback made without a webhook (the retry worker) publishes."""
-        from postback_relay.networks.trafficstars import Answer
-        from postback_relay.relay import Outcome
+        from postback_relay.core.outcome import Answer, Outcome
 
-        outcome = Outcome(200, "sent", {}, "stripe#pi_1", (Answer("ok", 200, "ok", "ok", 12.5),), attempt=3)
+        outcome = Outcome("sent", {}, "stripe#pi_1", (Answer("ok", 200, "ok", "ok", 12.5),), attempt=3)
         records = telemetry.attempt_metrics(telemetry.source_of("stripe#pi_1"), outcome)
         names = {m.name for r in records for m in r.measurements}
         assert names == {"Postbacks", "PostbackLatency", "Retries"}

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
+from postback_relay.core import money
 from postback_relay.core.money import (
     STRIPE_EXPONENTS,
     Money,
     ValuePolicy,
-    decide_value,
     format_value,
     from_minor_units,
 )
+from postback_relay.networks.trafficstars import VALUE_RANGE
+
+decide_value = partial(money.decide_value, accepted=VALUE_RANGE)  # the range TrafficStars takes
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from postback_relay.settings import DEFAULT_TRAFFICSTARS_URL, Settings, SettingsError
+from postback_relay.networks.trafficstars import DEFAULT_URL as DEFAULT_TRAFFICSTARS_URL
+from postback_relay.settings import ALL_VARIABLES, Settings, SettingsError
+from postback_relay_dev.template import load_template
 
 BASE = {"SECRET_ID": "relay/secret", "TABLE_NAME": "conversions"}
 
@@ -17,14 +20,16 @@ def settings(**overrides: str) -> Settings:
 
 def test_defaults_match_the_documented_contract() -> None:
     s = settings()
-    assert s.trafficstars_url == DEFAULT_TRAFFICSTARS_URL == "https://tsyndicate.com/api/v1/cpa/action"
+    assert s.trafficstars.url == DEFAULT_TRAFFICSTARS_URL == "https://tsyndicate.com/api/v1/cpa/action"
     assert s.click_id_metadata_key == "click_id"
     assert s.account_currency == "USD"
     assert s.fx_rates == {}
     assert s.value_policy.kind == "amount" and s.value_policy.out_of_range == "clamp"
     assert s.retention_days == 90
     assert s.signature_tolerance_seconds == 300
-    assert s.connect_timeout_seconds + s.read_timeout_seconds < 5  # well under what senders wait
+    assert (
+        s.trafficstars.connect_timeout_seconds + s.trafficstars.read_timeout_seconds < 5
+    )  # well under what senders wait
     assert s.forward_test_events is False
 
 
@@ -88,7 +93,7 @@ def test_plain_http_upstream_is_refused_outside_local_mode(url: str) -> None:
 
 
 def test_plain_http_is_allowed_only_for_loopback_in_local_mode() -> None:
-    assert settings(TRAFFICSTARS_URL="http://127.0.0.1:8443/x", LOCAL_MODE="true").trafficstars_url.startswith("http:")
+    assert settings(TRAFFICSTARS_URL="http://127.0.0.1:8443/x", LOCAL_MODE="true").trafficstars.url.startswith("http:")
     assert settings(TRAFFICSTARS_URL="http://localhost:1/x", LOCAL_MODE="1").local_mode
     with pytest.raises(SettingsError, match="TRAFFICSTARS_URL"):
         settings(TRAFFICSTARS_URL="http://tsyndicate.com/api/v1/cpa/action", LOCAL_MODE="true")
@@ -112,7 +117,7 @@ def test_the_handler_module_fails_at_import_naming_the_setting() -> None:
 
 
 def test_the_postback_uses_the_path_form_with_nothing_query_only_by_default() -> None:
-    options = settings().postback_options
+    options = settings().trafficstars.options
     assert (options.form, dict(options.goal_ids), options.price, options.allow_duplicates) == (
         "path",
         {},
@@ -120,7 +125,7 @@ def test_the_postback_uses_the_path_form_with_nothing_query_only_by_default() ->
         False,
     )
     template_defaults = {"TRAFFICSTARS_URL_FORM": "path", "TRAFFICSTARS_GOAL_PURCHASE": "", "TRAFFICSTARS_PRICE": ""}
-    assert settings(**template_defaults, TRAFFICSTARS_ALLOW_DUPLICATES="false").postback_options == options
+    assert settings(**template_defaults, TRAFFICSTARS_ALLOW_DUPLICATES="false").trafficstars.options == options
 
 
 def test_the_query_form_reads_goals_price_and_duplicates() -> None:
@@ -130,11 +135,11 @@ def test_the_query_form_reads_goals_price_and_duplicates() -> None:
         TRAFFICSTARS_GOAL_LEAD="0",
         TRAFFICSTARS_PRICE="2.50",
         TRAFFICSTARS_ALLOW_DUPLICATES="true",
-    ).postback_options
+    ).trafficstars.options
     assert (options.form, dict(options.goal_ids)) == ("query", {"purchase": "1101", "lead": "0"})
     assert (options.price, options.fixed_price, options.allow_duplicates) == ("fixed", Decimal("2.50"), True)
-    assert settings(TRAFFICSTARS_URL_FORM="query", TRAFFICSTARS_PRICE="value").postback_options.price == "value"
-    assert settings(TRAFFICSTARS_URL_FORM="query").postback_options.price == "none"  # never revenue by default
+    assert settings(TRAFFICSTARS_URL_FORM="query", TRAFFICSTARS_PRICE="value").trafficstars.options.price == "value"
+    assert settings(TRAFFICSTARS_URL_FORM="query").trafficstars.options.price == "none"  # never revenue by default
 
 
 @pytest.mark.parametrize(
@@ -174,3 +179,56 @@ def test_the_approved_tracker_statuses_are_read_case_folded_and_may_be_none() ->
     assert settings(POSTBACK_APPROVED_STATUSES=" Sale , LEAD,2").postback_approved_statuses == {"sale", "lead", "2"}
     assert settings(POSTBACK_APPROVED_STATUSES="").postback_approved_statuses == frozenset()
     assert settings(POSTBACK_APPROVED_STATUSES=" ").postback_approved_statuses == frozenset()
+
+
+class TestTheSettingsTable:
+    """settings.VARIABLES (with the network's) is where a setting is declared; the dataclass's defaults, the
+    template's parameters and the README's settings table are held to it."""
+
+    def test_the_defaults_of_the_dataclass_are_the_tables(self) -> None:
+        assert Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t"}) == Settings(secret_id="s", table_name="t")
+
+    def test_each_variable_is_declared_once(self) -> None:
+        names = [variable.name for variable in ALL_VARIABLES]
+        assert len(names) == len(set(names))
+
+    def test_the_template_sets_each_parameter_variable_from_its_parameter_with_the_tables_default(self) -> None:
+        template = load_template()
+        environment = template["Globals"]["Function"]["Environment"]["Variables"]
+        for variable in ALL_VARIABLES:
+            if (
+                variable.parameter is None or variable.name == "SECRET_ID"
+            ):  # SECRET_ID: the stack's own secret or SecretArn
+                continue
+            assert environment[variable.name] == {"Ref": variable.parameter}, variable.name
+            default = str(template["Parameters"][variable.parameter].get("Default", ""))
+            assert default.lower() == variable.default.lower(), variable.name
+        parameters = template["Parameters"]
+        set_by_parameter = {
+            name for name, value in environment.items() if isinstance(value, dict) and value.get("Ref") in parameters
+        } - {"POWERTOOLS_LOG_LEVEL"}  # powertools' own
+        assert set_by_parameter <= {variable.name for variable in ALL_VARIABLES if variable.parameter}
+
+    def test_the_readme_lists_every_variable_with_its_parameter_and_default(self) -> None:
+        rows = _readme_settings_rows()
+        for variable in ALL_VARIABLES:
+            row = next((r for r in rows if f"`{variable.name}`" in r[0] or _shortened(variable.name, r[0])), None)
+            assert row is not None, f"{variable.name} is not in the README's settings table"
+            if variable.parameter:
+                assert f"`{variable.parameter}`" in row[1], variable.name
+            if variable.default:
+                assert f"`{variable.default}`" in row[2] or variable.default in row[2], (variable.name, row[2])
+
+
+def _readme_settings_rows() -> list[list[str]]:
+    """The README's `## Settings` table: (variable, parameter, default, meaning) cells."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    return [
+        [cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| `")
+    ]
+
+
+def _shortened(name: str, cell: str) -> bool:
+    """A row listing several variables by their shared prefix (`TRAFFICSTARS_GOAL_PURCHASE` / `_RENEWAL`)."""
+    return any(name.endswith(part.strip("` ")) and part.strip("` ").startswith("_") for part in cell.split("/"))

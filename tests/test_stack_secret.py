@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from postback_relay.aws.secrets import PLACEHOLDER_PREFIX, TRAFFICSTARS_KEY, RelaySecrets, SecretKeyMissing
+from postback_relay.aws.secrets import PLACEHOLDER_PREFIX, RelaySecrets, SecretKeyMissing
+from postback_relay.networks.trafficstars import KEY_FIELD as TRAFFICSTARS_KEY
 from postback_relay.ops import checks
 from postback_relay.platforms import ROUTED
 from postback_relay_dev.template import load_template
@@ -57,7 +58,7 @@ def test_every_key_the_relay_reads_is_in_it_and_only_the_token_is_generated(secr
 def test_a_fresh_stack_secret_configures_only_the_tracker_route(secret_resource: dict[str, Any]) -> None:
     secrets = RelaySecrets(created_secret(secret_resource))
     with pytest.raises(SecretKeyMissing):
-        secrets.trafficstars_key  # noqa: B018 - reading it is the test
+        secrets.value("trafficstars_key")
     configured = [name for name, source in ROUTED.items() if secrets.signing_secrets(source.secret_field)]
     assert configured == ["postback"]
     assert TRAFFICSTARS_KEY in secrets.placeholders() and "postback_token" not in secrets.placeholders()

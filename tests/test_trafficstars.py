@@ -233,14 +233,14 @@ class TestQueryForm:
         assert options.postback(CLICK_ID, "l", Decimal("1"), "purchase") == Postback(CLICK_ID, "l", Decimal("1"))
 
     def test_the_redacted_query_url_never_holds_the_key(self, sandbox: TrafficStarsSandbox) -> None:
-        url = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query").redacted_url(POSTBACK)
+        url = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, options=PostbackOptions("query")).redacted_url(POSTBACK)
         assert url.endswith("&key=***") and "?clickid=" in url and TEST_KEY not in url
 
     def test_the_sandbox_accepts_the_query_form(
         self, sandbox: TrafficStarsSandbox, ca_file: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
-        client = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query")
+        client = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, options=PostbackOptions("query"))
         answer = client.send(Postback(CLICK_ID, "lead0001", Decimal("49"), "1101", None, True), TEST_KEY)
         assert (answer.kind, answer.http_status) == ("ok", 200)
         [received] = sandbox.state.received
@@ -276,5 +276,7 @@ class TestQueryForm:
         reason: str,
     ) -> None:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
-        answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, form="query").send(postback, TEST_KEY)
+        answer = TrafficStarsClient(sandbox.base_url, 0.5, 0.5, options=PostbackOptions("query")).send(
+            postback, TEST_KEY
+        )
         assert (answer.kind, answer.http_status, answer.message, answer.reason) == ("rejected", 400, message, reason)

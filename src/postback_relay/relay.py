@@ -9,7 +9,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -24,8 +24,17 @@ from postback_relay.core.backoff import next_attempt_at, parse_retry_after
 from postback_relay.core.conversion import Conversion, Ignored, Link, Reversal, lead_code
 from postback_relay.core.lifecycle import Counted, Decision, NotCounted, decide, subscription_identity
 from postback_relay.core.money import ValueDecision, decide_value, format_value
+from postback_relay.core.outcome import (
+    Answer,
+    BadRequest,
+    Outcome,
+    PayloadTooLarge,
+    SourceNotConfigured,
+    Unauthorized,
+    Unavailable,
+)
 from postback_relay.core.record import IN_FLIGHT, OUTCOME_STATUS, UPGRADABLE, Status, iso
-from postback_relay.networks.trafficstars import Answer, TrafficStarsClient
+from postback_relay.networks.trafficstars import TrafficStarsClient
 from postback_relay.platforms.base import (
     AnswersPings,
     MalformedEvent,
@@ -39,56 +48,6 @@ logger = Logger(child=True)
 
 # The fields an upgrade (a later event with the click id) leaves as the first event wrote them.
 KEPT_ON_UPGRADE = ("source", "purchase_id", "first_event_id", "correlation_id")
-
-
-class RelayError(Exception):
-    """A request the relay answers with an error status and a JSON body ``{"error": code, "message": …}``."""
-
-    http_status = 500
-    code = "internal_error"
-
-
-class Unauthorized(RelayError):
-    http_status, code = 401, "invalid_signature"
-
-
-class BadRequest(RelayError):
-    http_status, code = 400, "malformed_body"
-
-
-class PayloadTooLarge(RelayError):
-    http_status, code = 413, "body_too_large"
-
-
-class SourceNotConfigured(RelayError):
-    """A route whose platform has no signing secret in this deployment: 404, as for any path nothing serves,
-    so a scanner cannot trip the 5xx alarms. ``looks_signed`` when the request is a well-formed, fresh,
-    signed-looking delivery of that platform: then a platform is really sending to it, which the
-    UnconfiguredSourceDeliveries metric and its alarm (and `postback-relay check`) make visible."""
-
-    http_status, code = 404, "source_not_configured"
-
-    def __init__(self, message: str, looks_signed: bool = False) -> None:
-        super().__init__(message)
-        self.looks_signed = looks_signed
-
-
-class Unavailable(RelayError):
-    http_status, code = 503, "temporarily_unavailable"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one webhook ended: the HTTP answer, and the figures the handler turns into metrics and logs."""
-
-    http_status: int
-    status: str
-    body: dict[str, Any]
-    conversion_id: str | None = None
-    answers: tuple[Answer, ...] = field(default_factory=tuple)
-    value: Decimal | None = None
-    event_id: str | None = None  # the platform's event id: the correlation id of the logs, the record and the trace
-    attempt: int = 0  # which attempt at the postback this delivery made (1 = the first); 0 when none was made
 
 
 class Relay:
@@ -117,7 +76,7 @@ class Relay:
             raise PayloadTooLarge(f"body is larger than {self.settings.max_body_bytes} bytes")
         if isinstance(source, AnswersPings) and source.is_ping(raw_body, headers):
             logger.info("platform ping answered", extra={"source": source.name})
-            return Outcome(200, "ping", {"status": "ping"})
+            return Outcome("ping", {"status": "ping"})
         secrets = self._verified_secrets(source, raw_body, headers)
         try:
             payload = json.loads(raw_body)
@@ -141,7 +100,7 @@ class Relay:
             raise BadRequest(str(exc)) from None
         if isinstance(event, Ignored):
             logger.info("event ignored", extra={"event_type": event.event_type, "reason": event.reason})
-            return Outcome(200, "ignored", {"status": "ignored", "reason": event.reason})
+            return Outcome("ignored", {"status": "ignored", "reason": event.reason})
         _tag_logs(event.event_id)
         try:
             if isinstance(event, Reversal):
@@ -202,10 +161,10 @@ class Relay:
         creates the record (and sends), a later event that brings the click id a first one lacked upgrades
         it (and sends), any other is a duplicate that is only noted. A partial refund the delivery already
         carries is noted after."""
-        conversion, decision = self._follow(conversion, decide(conversion, self.settings))
+        conversion, decision = self._follow(conversion, decide(conversion, self.settings.lifecycle))
         if isinstance(decision, NotCounted) and not decision.recorded:
             logger.info("payment not counted", extra={"conversion_id": conversion.identity, "reason": decision.reason})
-            return Outcome(200, "ignored", {"status": "ignored", "reason": decision.reason})
+            return Outcome("ignored", {"status": "ignored", "reason": decision.reason})
         if isinstance(decision, Counted):
             conversion = replace(conversion, goal=decision.goal)
         elif conversion.payment == "trial_start":
@@ -268,7 +227,7 @@ class Relay:
             memory_pk = subscription_identity(link.source, link.subscription)
             self._store.follow_subscription(memory_pk, link.click_id, first_paid, known_only=False)
         logger.info("link remembered", extra={"event_type": link.event_type, "conversion_id": link.identity})
-        return Outcome(200, "linked", {"status": "linked", "conversion_id": link.identity}, link.identity)
+        return Outcome("linked", {"status": "linked", "conversion_id": link.identity}, link.identity)
 
     def _alias(self, source: str, pk: str, aliases: tuple[str, ...]) -> None:
         """Record ``aliases`` as other ids of the conversion ``pk``, then let it inherit a reversal that reached
@@ -301,7 +260,7 @@ class Relay:
             return self._send(pk, created, secrets, event_id)
         if created.done:
             logger.info("conversion recorded, not forwarded", extra={"conversion_id": pk, "status": status})
-            return Outcome(200, status, {"status": status, "conversion_id": pk}, pk)
+            return Outcome(status, {"status": status, "conversion_id": pk}, pk)
         existing = created.record
         if existing is not None and existing.status in UPGRADABLE and status is Status.SENDING:
             # Stripe fires payment_intent.succeeded before checkout.session.completed; only the later one may
@@ -314,7 +273,7 @@ class Relay:
         existing_status = str(noted.status) if noted is not None else "unknown"
         logger.info("duplicate delivery", extra={"conversion_id": pk, "conversion_status": existing_status})
         body = {"status": "duplicate", "conversion_id": pk, "conversion_status": existing_status}
-        return Outcome(200, "duplicate", body, pk)
+        return Outcome("duplicate", body, pk)
 
     def _initial_status(self, conversion: Conversion, not_counted: bool) -> Status:
         if not conversion.livemode and not self.settings.forward_test_events:
@@ -336,6 +295,7 @@ class Relay:
                 settings.account_currency,
                 settings.fx_rates,
                 conversion.platform_converted,
+                accepted=self._client.value_range,
             )
         fields: dict[str, Any] = {
             "source": conversion.source,
@@ -356,7 +316,7 @@ class Relay:
         if conversion.click_id is not None:
             code = conversion.lead_code or lead_code(conversion.identity)
             fields["lead_code"] = code
-            postback = settings.postback_options.postback(conversion.click_id, code, decision.value, conversion.goal)
+            postback = self._client.postback(conversion.click_id, code, decision.value, conversion.goal)
             fields["postback_url"] = self._client.redacted_url(postback)
         return fields
 
@@ -369,11 +329,11 @@ class Relay:
         correlation_id = event_id or record.correlation_id or record.first_event_id
         if event_id is None and correlation_id:
             _tag_logs(correlation_id)  # no delivery (a retry): the conversion's own id
-        postback = self.settings.postback_options.postback(
+        postback = self._client.postback(
             str(record.click_id), str(record.lead_code), Decimal(record.value) if record.value else None, record.goal
         )
         try:
-            key = secrets.trafficstars_key
+            key = secrets.value(self._client.key_field)
         except SecretKeyMissing as exc:
             answers: tuple[Answer, ...] = (Answer("retryable", None, str(exc), "key_missing"),)
         else:
@@ -381,8 +341,9 @@ class Relay:
             answers = (answer,)
             if answer.kind == "invalid_key":
                 refreshed = self._secrets.refresh()  # the key may have been rotated in Secrets Manager
-                if refreshed is not None and refreshed.trafficstars_key != key:
-                    answers += (self._client.send(postback, refreshed.trafficstars_key),)
+                refreshed_key = _key_in(refreshed, self._client.key_field)
+                if refreshed_key is not None and refreshed_key != key:
+                    answers += (self._client.send(postback, refreshed_key),)
         final = answers[-1]
         now = self._clock()
         attempts = [
@@ -437,7 +398,7 @@ class Relay:
         # (a duplicate, only noted): the due index holds the record for the sweep either way.
         unsettled = recorded is None or (status is Status.RETRY_PENDING and not queued)
         sent_value = postback.value if status is Status.SENT else None
-        return Outcome(503 if unsettled else 200, str(status), body, pk, answers, sent_value, attempt=record.attempts)
+        return Outcome(str(status), body, pk, answers, sent_value, attempt=record.attempts, redeliver=unsettled)
 
     def _outcome(
         self, pk: str, attempts: int, first_attempt_at: float, now: float, final: Answer
@@ -554,7 +515,7 @@ class Relay:
             logger.info("reversal recorded before its purchase", extra={"conversion_ids": kept})
         if not marked and not kept:
             reason = "no recorded purchase for this reversal"
-            return Outcome(200, "ignored", {"status": "ignored", "reason": reason})
+            return Outcome("ignored", {"status": "ignored", "reason": reason})
         found = [*marked, *kept]
         logger.info("conversion reversed", extra={"conversion_id": found[0], "reversal": reversal.kind})
         body: dict[str, Any] = {"status": reversal.kind, "conversion_id": found[0]}
@@ -562,7 +523,7 @@ class Relay:
             body["conversion_ids"] = found
         if not marked:
             body["recorded_before_purchase"] = True
-        return Outcome(200, reversal.kind, body, found[0])
+        return Outcome(reversal.kind, body, found[0])
 
     def _reverse_or_keep(self, pk: str, source: str, kind: str, event_id: str, fields: dict[str, Any]) -> str | None:
         """Reverse ``pk`` whether or not it is recorded yet: a tombstone where it is not ("kept"), else the
@@ -571,6 +532,16 @@ class Relay:
         if self._store.tombstone(pk, source, pk.partition("#")[2], kind, event_id, fields):
             return "kept"
         return "marked" if self._store.mark_reversal((pk,), kind, event_id, fields) else None
+
+
+def _key_in(secrets: RelaySecrets | None, field: str) -> str | None:
+    """The network's key in a refetched secret, None when there is none to try."""
+    if secrets is None:
+        return None
+    try:
+        return secrets.value(field)
+    except SecretKeyMissing:
+        return None
 
 
 def _tag_logs(correlation_id: str) -> None:

@@ -90,10 +90,5 @@ def build_runtime(settings: Settings, clock: Callable[[], float] = time.time, sq
         settings.secret_refresh_min_interval_seconds,
     )
     store = ConversionStore(dynamodb, settings.table_name, settings.retention_days, clock)
-    client = TrafficStarsClient(
-        settings.trafficstars_url,
-        settings.connect_timeout_seconds,
-        settings.read_timeout_seconds,
-        form=settings.postback_options.form,
-    )
+    client = TrafficStarsClient.from_settings(settings.trafficstars)  # the network: the one selector
     return Runtime(settings, Relay(settings, secrets, store, client, queue, clock))

@@ -15,7 +15,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
-TRAFFICSTARS_KEY = "trafficstars_key"
 # The values the stack writes into the secret it creates (template.yaml, RelaySecret) until the operator pastes
 # the real ones. A value starting with this counts as absent, so a source whose secret is still a placeholder is
 # answered 404 source_not_configured (and never verifies a signature against the placeholder's text), and a
@@ -57,12 +56,12 @@ class RelaySecrets:
 
     __hash__ = None  # type: ignore[assignment]
 
-    @property
-    def trafficstars_key(self) -> str:
-        """The TrafficStars S2S key."""
-        value = self._values.get(TRAFFICSTARS_KEY)
+    def value(self, field: str) -> str:
+        """The string under ``field`` (an ad network's key: its module names the field); SecretKeyMissing when
+        it is absent, empty or still the stack's placeholder."""
+        value = self._values.get(field)
         if not isinstance(value, str) or not value or is_placeholder(value):
-            raise SecretKeyMissing(f"the secret has no {TRAFFICSTARS_KEY}")
+            raise SecretKeyMissing(f"the secret has no {field}")
         return value
 
     def signing_secrets(self, field: str) -> list[str]:

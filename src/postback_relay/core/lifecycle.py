@@ -18,12 +18,21 @@ Pure: no I/O. `relay.py` applies the decision, with the subscription's memory fo
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from postback_relay.core.conversion import Conversion, GoalKind
-from postback_relay.settings import Settings
 
 ZERO_VALUE = "a $0 payment is never a sale"
+UpgradePolicy = Literal["nothing", "renewal"]
+
+
+class LifecyclePolicy(NamedTuple):
+    """The two settings the table depends on (Settings.lifecycle builds it)."""
+
+    # A lead goal is configured (TRAFFICSTARS_GOAL_LEAD): a lead can be told apart from a sale only by its
+    # own goalid, which only the query form sends.
+    lead_goal: bool = False
+    upgrades_count_as: UpgradePolicy = "nothing"  # UPGRADES_COUNT_AS
 
 
 class Counted(NamedTuple):
@@ -45,22 +54,22 @@ class NotCounted(NamedTuple):
 Decision = Counted | NotCounted
 
 
-def decide(conversion: Conversion, settings: Settings) -> Decision:
-    """What ``conversion`` becomes under ``settings``."""
+def decide(conversion: Conversion, policy: LifecyclePolicy) -> Decision:
+    """What ``conversion`` becomes under ``policy``."""
     payment = conversion.payment
     if payment == "postback":  # a tracker approved it: a lead or a sale at whatever payout it reports, even 0
         return Counted(conversion.goal)
     if payment == "payment_method_change":
         return NotCounted("a payment-method change is not a sale")
     if payment == "trial_start":
-        if lead_goal_configured(settings):
+        if policy.lead_goal:
             return Counted("lead")
         return NotCounted("a trial start counts only towards a lead goal (TRAFFICSTARS_GOAL_LEAD)", recorded=True)
     amount = conversion.amount
     if amount is not None and amount.amount == 0:
         return NotCounted(ZERO_VALUE)
     if payment == "change":
-        if settings.upgrades_count_as == "renewal":
+        if policy.upgrades_count_as == "renewal":
             return Counted("renewal")
         return NotCounted("an upgrade or proration is neither a purchase nor a renewal (UPGRADES_COUNT_AS)")
     if payment == "cycle":
@@ -68,11 +77,6 @@ def decide(conversion: Conversion, settings: Settings) -> Decision:
     if payment == "first":
         return Counted("purchase")
     return Counted(conversion.goal)
-
-
-def lead_goal_configured(settings: Settings) -> bool:
-    """A lead can be told apart from a sale only by its own goalid, which only the query form sends."""
-    return "lead" in settings.postback_options.goal_ids
 
 
 def subscription_identity(source: str, subscription: str) -> str:

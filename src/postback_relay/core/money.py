@@ -1,5 +1,5 @@
 """Money: minor units, ISO 4217 exponents (with each platform's quirks), FX to the account currency,
-the value policy and TrafficStars' accepted price range. Pure functions over ``Decimal``; no floats."""
+the value policy and the network's accepted range (a parameter). Pure functions over ``Decimal``; no floats."""
 
 from __future__ import annotations
 
@@ -40,9 +40,6 @@ ISO_EXPONENTS: Mapping[str, int] = {
 # sent "with two decimals" although ISO gives it 0. Everything else follows ISO.
 STRIPE_EXPONENTS: Mapping[str, int] = {**ISO_EXPONENTS, "MGA": 0, "ISK": 2}
 
-# TrafficStars answers "the price should be between 0.010 and 200.000" outside this range.
-MIN_VALUE = Decimal("0.01")
-MAX_VALUE = Decimal("200.0")
 CENT = Decimal("0.01")
 
 
@@ -80,6 +77,13 @@ PolicyKind = Literal["amount", "fixed", "percent", "none"]
 RangeAction = Literal["clamp", "omit"]
 
 
+class ValueRange(NamedTuple):
+    """The values an ad network accepts, both ends included (TrafficStars': networks/trafficstars.py)."""
+
+    low: Decimal
+    high: Decimal
+
+
 @dataclass(frozen=True)
 class ValuePolicy:
     """What the postback's ``value`` is: the sale amount, a fixed payout, a share of the amount, or nothing."""
@@ -103,8 +107,10 @@ def decide_value(
     account_currency: str,
     rates: Mapping[str, Decimal],
     platform_converted: Money | None = None,
+    *,
+    accepted: ValueRange,
 ) -> ValueDecision:
-    """Apply the value policy, currency conversion and TrafficStars' 0.01–200.0 range to a sale amount.
+    """Apply the value policy, currency conversion and the network's ``accepted`` range to a sale amount.
 
     ``platform_converted`` is the platform's own conversion of the same amount (Lemon Squeezy's ``total_usd``).
     The operator's ``rates`` come first (one rate table for every platform); the platform's figure is used only
@@ -112,7 +118,7 @@ def decide_value(
     if policy.kind == "none":
         return ValueDecision(None, "value_policy_none")
     if policy.kind == "fixed":
-        return _fit_range(policy.fixed, policy.out_of_range, None)
+        return _fit_range(policy.fixed, policy.out_of_range, None, accepted)
     if money is None:
         return ValueDecision(None, "no_amount")
     converted = to_account_currency(money, account_currency, rates)
@@ -126,16 +132,16 @@ def decide_value(
         return ValueDecision(None, f"unknown_currency:{money.currency}")
     if policy.kind == "percent":
         converted = converted * policy.percent / Decimal(100)
-    return _fit_range(converted, policy.out_of_range, note)
+    return _fit_range(converted, policy.out_of_range, note, accepted)
 
 
-def _fit_range(value: Decimal, action: RangeAction, note: str | None) -> ValueDecision:
+def _fit_range(value: Decimal, action: RangeAction, note: str | None, accepted: ValueRange) -> ValueDecision:
     rounded = value.quantize(CENT, rounding=ROUND_HALF_UP)
-    if MIN_VALUE <= rounded <= MAX_VALUE:
+    if accepted.low <= rounded <= accepted.high:
         return ValueDecision(rounded, note)
     if action == "omit":
         return ValueDecision(None, _join(note, f"out_of_range_omitted:{format_value(rounded)}"))
-    bounded = MIN_VALUE if rounded < MIN_VALUE else MAX_VALUE
+    bounded = accepted.low if rounded < accepted.low else accepted.high
     return ValueDecision(bounded, _join(note, f"out_of_range_clamped:{format_value(rounded)}"))
 
 

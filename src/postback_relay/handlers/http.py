@@ -1,4 +1,5 @@
-"""The Lambda handler: routes and powertools decorators, nothing else.
+"""The Lambda handler: routes, powertools decorators, and the one place where a domain error or an outcome
+becomes an HTTP status.
 
 Handler: postback_relay.handlers.http.lambda_handler (HTTP API, payload format 2.0)."""
 
@@ -14,17 +15,35 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postback_relay import web
+from postback_relay.core.outcome import (
+    BadRequest,
+    Outcome,
+    PayloadTooLarge,
+    RelayError,
+    SourceNotConfigured,
+    Unauthorized,
+    Unavailable,
+)
 from postback_relay.handlers import telemetry
 from postback_relay.handlers.routing import APPLICATION_JSON, Response, Router
 from postback_relay.handlers.tracing import make_tracer
 from postback_relay.platforms import POSTBACK_SOURCE, SOURCES
-from postback_relay.relay import BadRequest, Outcome, PayloadTooLarge, RelayError, SourceNotConfigured
 from postback_relay.runtime import get_runtime, load_settings
 
 logger = Logger()
 tracer = make_tracer()  # no X-Ray SDK import when tracing is off
 metrics = Metrics()
 app = Router()  # powertools' APIGatewayHttpResolver, minus its import and per-request cost: see routing.py
+
+# What each refusal is answered with. An unconfigured source is a 404, as for any path nothing serves, so a
+# scanner cannot trip the 5xx alarms; an unavailable dependency a 503, so the sender delivers again.
+ERROR_STATUS: dict[type[RelayError], int] = {
+    Unauthorized: 401,
+    BadRequest: 400,
+    PayloadTooLarge: 413,
+    SourceNotConfigured: 404,
+    Unavailable: 503,
+}
 
 load_settings()  # fail at start, naming the setting, rather than on the first webhook
 
@@ -66,13 +85,14 @@ def postback() -> Response[str]:
 @app.exception_handler(RelayError)
 def relay_error(error: RelayError) -> Response[str]:
     """Refusals and unavailable dependencies: a JSON error the sender (or its operator) can read."""
-    log = logger.error if error.http_status >= 500 else logger.warning
-    log("webhook refused", extra={"error": error.code, "reason": str(error), "http_status": error.http_status})
+    http_status = error_status(error)
+    log = logger.error if http_status >= 500 else logger.warning
+    log("webhook refused", extra={"error": error.code, "reason": str(error), "http_status": http_status})
     source = str(app.context.get("source", telemetry.UNKNOWN_SOURCE))
     looks_signed = isinstance(error, SourceNotConfigured) and error.looks_signed
     telemetry.publish(telemetry.refusal_metrics(source, error.code, looks_signed))
     _annotate_trace(source, error.code, logger.get_correlation_id(), None)
-    return _json(error.http_status, {"error": error.code, "message": str(error)})
+    return _json(http_status, {"error": error.code, "message": str(error)})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
@@ -95,8 +115,23 @@ def _answer(source_name: str, outcome: Outcome, message: str) -> Response[str]:
     _annotate_trace(source_name, outcome.status, outcome.event_id, outcome.conversion_id)
     if outcome.conversion_id:
         logger.append_keys(conversion_id=outcome.conversion_id)
-    logger.info(message, extra={"status": outcome.status, "http_status": outcome.http_status})
-    return _json(outcome.http_status, outcome.body)
+    http_status = outcome_status(outcome)
+    logger.info(message, extra={"status": outcome.status, "http_status": http_status})
+    return _json(http_status, outcome.body)
+
+
+def outcome_status(outcome: Outcome) -> int:
+    """200 for a settled outcome (the sender need not deliver again), 503 when the conversion is durable but
+    its outcome or its retry could not be written down: the redelivery is a noted duplicate that makes sure."""
+    return 503 if outcome.redeliver else 200
+
+
+def error_status(error: RelayError) -> int:
+    """The status of a refusal: its class's, or its nearest base class's; 500 for anything unforeseen."""
+    for kind in type(error).__mro__:
+        if kind in ERROR_STATUS:
+            return ERROR_STATUS[kind]
+    return 500
 
 
 def _raw_body(limit: int) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
-from postback_relay.relay import Outcome
+from postback_relay.core.outcome import Outcome
 
 logger = Logger(child=True)
 

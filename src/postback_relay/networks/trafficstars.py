@@ -1,4 +1,6 @@
-"""The TrafficStars S2S postback: URL building, the GET, reading every answer the spec lists, key redaction.
+"""Everything TrafficStars: its settings, URL forms, key name, value range, the GET, reading every answer the
+spec lists, key redaction. Nothing else in the package knows these (the click-id rule aside: see
+core/conversion.py); adding another network means another module like this one and the selector in runtime.py.
 
 Two URL forms (TRAFFICSTARS_URL_FORM):
 - path (the seed spec): GET {base}/{click_id}?value={price}&lead_code={code}&key={key}
@@ -19,17 +21,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
-from postback_relay.core.money import format_value
+from postback_relay import env
+from postback_relay.core.conversion import GOAL_KINDS
+from postback_relay.core.money import ValueRange, format_value
+from postback_relay.core.outcome import Answer, AnswerKind
 
+NAME = "trafficstars"
+KEY_FIELD = "trafficstars_key"  # the S2S key's name in the relay's secret JSON
+DEFAULT_URL = "https://tsyndicate.com/api/v1/cpa/action"
+# TrafficStars answers "the price should be between 0.010 and 200.000" outside this range.
+VALUE_RANGE = ValueRange(Decimal("0.01"), Decimal("200.0"))
 REDACTED = "***"
 _KEY_IN_TEXT = re.compile(r"(?i)(\bkey=|key%3D)[^&\s'\"<>)]*")
 MAX_MESSAGE = 300
 
-AnswerKind = Literal["ok", "rejected", "invalid_key", "retryable"]
 UrlForm = Literal["path", "query"]
 PriceSource = Literal["none", "value", "fixed"]
 
@@ -72,15 +81,91 @@ class PostbackOptions:
         return self.goal_ids.get("purchase") if goal == "renewal" else None
 
 
-class Answer(NamedTuple):
-    """TrafficStars' answer to one GET: what it means for us, its HTTP status and its own message."""
+def _url(environ: Mapping[str, str], name: str, default: str) -> str:
+    return checked_url(environ.get(name, default), env.flag(environ, "LOCAL_MODE", False))
 
-    kind: AnswerKind
-    http_status: int | None
-    message: str
-    reason: str  # low-cardinality label for metrics: ok, invalid_code, price, https_required, invalid_key, …
-    duration_ms: float = 0.0
-    retry_after: str | None = None  # the Retry-After header of a 429/503, as sent
+
+def _goal_id(environ: Mapping[str, str], name: str, default: str) -> str | None:
+    goal_id = environ.get(name, default).strip()
+    if goal_id and not (goal_id.isascii() and goal_id.isdigit()):
+        raise env.SettingsError(f"{name} must be a TrafficStars goal id (digits), got {goal_id!r}")
+    return goal_id or None
+
+
+def _price(environ: Mapping[str, str], name: str, default: str) -> str | Decimal:
+    """ "value", "none" (also empty), or a fixed price within the range TrafficStars takes."""
+    raw = environ.get(name, default).strip().lower()
+    if raw in ("", "none", "value"):
+        return raw or "none"
+    price = env.number(environ, name, "0", minimum=float(VALUE_RANGE.low))
+    if price > VALUE_RANGE.high:
+        raise env.SettingsError(f"{name} must be at most {VALUE_RANGE.high}, got {raw!r}")
+    return price
+
+
+# TrafficStars' environment variables (settings.py reads them through TrafficStarsSettings.from_env).
+VARIABLES: tuple[env.Variable, ...] = (
+    env.Variable("TRAFFICSTARS_URL", "url", _url, DEFAULT_URL, "TrafficStarsUrl"),
+    env.Variable("TRAFFICSTARS_URL_FORM", "form", env.choice("path", "query"), "path", "TrafficStarsUrlForm"),
+    *(
+        env.Variable(f"TRAFFICSTARS_GOAL_{kind.upper()}", f"goal_ids.{kind}", _goal_id, "", f"GoalId{kind.title()}")
+        for kind in GOAL_KINDS
+    ),
+    env.Variable("TRAFFICSTARS_PRICE", "price", _price, "", "TrafficStarsPrice"),
+    env.Variable("TRAFFICSTARS_ALLOW_DUPLICATES", "allow_duplicates", env.flag_reader, "false", "AllowDuplicates"),
+    env.Variable("TRAFFICSTARS_CONNECT_TIMEOUT", "connect_timeout_seconds", env.seconds(0.05), "1.0"),
+    env.Variable("TRAFFICSTARS_READ_TIMEOUT", "read_timeout_seconds", env.seconds(0.05), "2.5"),
+)
+
+
+@dataclass(frozen=True)
+class TrafficStarsSettings:
+    """Where and how postbacks go (the environment variables: VARIABLES)."""
+
+    url: str = DEFAULT_URL  # the base of /{click_id}?value=&lead_code=&key= (or of ?clickid=… in the query form)
+    options: PostbackOptions = field(default_factory=PostbackOptions)
+    connect_timeout_seconds: float = 1.0
+    read_timeout_seconds: float = 2.5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], local_mode: bool) -> TrafficStarsSettings:
+        """Read and validate the TRAFFICSTARS_* variables; ``local_mode`` allows http:// on loopback."""
+        values = env.read_variables(VARIABLES, {**environ, "LOCAL_MODE": "true" if local_mode else "false"})
+        return cls(values["url"], _options(values), values["connect_timeout_seconds"], values["read_timeout_seconds"])
+
+
+def checked_url(raw: str, local_mode: bool) -> str:
+    """The base URL without its trailing slash, once it is HTTPS (or, in the local run, HTTP on loopback):
+    the key and lead_code go only over HTTPS. Raises SettingsError naming TRAFFICSTARS_URL."""
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or not parts.hostname:
+        raise env.SettingsError(f"TRAFFICSTARS_URL must be a base URL without query, like {DEFAULT_URL}")
+    if parts.scheme == "https":
+        return url
+    if parts.scheme == "http" and local_mode and env.is_loopback(parts.hostname):
+        return url
+    raise env.SettingsError(
+        "TRAFFICSTARS_URL must use https: the key and lead_code go only over HTTPS "
+        "(http:// is accepted only for a loopback host with LOCAL_MODE=true)"
+    )
+
+
+def _options(values: dict[str, Any]) -> PostbackOptions:
+    """The postback's shape; goals, price and duplicates exist only in the query form, so setting one in the
+    path form is a mistake said at start rather than a setting silently ignored."""
+    goal_ids = {kind: goal for kind, goal in values["goal_ids"].items() if goal is not None}
+    price = values["price"]
+    if values["form"] == "path":
+        given = [f"TRAFFICSTARS_GOAL_{kind.upper()}" for kind in goal_ids]
+        given += ["TRAFFICSTARS_PRICE"] if price != "none" else []
+        given += ["TRAFFICSTARS_ALLOW_DUPLICATES"] if values["allow_duplicates"] else []
+        if given:
+            raise env.SettingsError(f"{', '.join(given)} exist only in the query form: set TRAFFICSTARS_URL_FORM=query")
+        return PostbackOptions()
+    if isinstance(price, Decimal):
+        return PostbackOptions("query", goal_ids, "fixed", price, values["allow_duplicates"])
+    return PostbackOptions("query", goal_ids, price, None, values["allow_duplicates"])
 
 
 def build_url(base_url: str, postback: Postback, key: str, form: UrlForm = "path") -> str:
@@ -136,7 +221,12 @@ def classify(http_status: int, body: str) -> tuple[AnswerKind, str, str]:
 
 
 class TrafficStarsClient:
-    """Sends postbacks over one pooled HTTPS session with a short total budget and no redirects."""
+    """Sends postbacks over one pooled HTTPS session with a short total budget and no redirects, shaped by
+    ``options``. What the relay needs to know of the network (the key's name, the values it takes) it reads
+    here."""
+
+    key_field = KEY_FIELD
+    value_range = VALUE_RANGE
 
     def __init__(
         self,
@@ -144,12 +234,24 @@ class TrafficStarsClient:
         connect_timeout: float,
         read_timeout: float,
         session: requests.Session | None = None,
-        form: UrlForm = "path",
+        options: PostbackOptions | None = None,
     ) -> None:
         self.base_url = base_url
         self.timeout = (connect_timeout, read_timeout)
         self.session = session or environment_session(base_url)
-        self.form: UrlForm = form
+        self.options = options or PostbackOptions()
+        self.form: UrlForm = self.options.form
+
+    @classmethod
+    def from_settings(cls, settings: TrafficStarsSettings) -> TrafficStarsClient:
+        """The client of a deployment's TrafficStars settings."""
+        return cls(
+            settings.url, settings.connect_timeout_seconds, settings.read_timeout_seconds, options=settings.options
+        )
+
+    def postback(self, click_id: str, lead_code: str, value: Decimal | None, goal: str) -> Postback:
+        """The postback of one conversion of kind ``goal`` under this client's options."""
+        return self.options.postback(click_id, lead_code, value, goal)
 
     def send(self, postback: Postback, key: str) -> Answer:
         """GET the postback. Never raises for network trouble and never lets the key out in a message."""

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from postback_relay.aws.reads import CLICK_ID_INDEX
-from postback_relay.aws.secrets import TRAFFICSTARS_KEY, RelaySecrets, SecretKeyMissing
+from postback_relay.aws.secrets import RelaySecrets, SecretKeyMissing
+from postback_relay.env import SettingsError
+from postback_relay.networks.trafficstars import KEY_FIELD as TRAFFICSTARS_KEY
+from postback_relay.networks.trafficstars import checked_url
 from postback_relay.ops.deployment import SECRET_JSON_EXAMPLE, Deployment, OperatorError
 from postback_relay.platforms import ROUTED
-from postback_relay.settings import Settings, SettingsError
+from postback_relay.settings import ALL_VARIABLES, Settings
 
 Level = Literal["OK", "WARN", "FAIL"]
 
@@ -62,7 +65,7 @@ def judge_secret(
     placeholders = set(secrets.placeholders())
     checks: list[Check] = []
     try:
-        secrets.trafficstars_key  # noqa: B018 - reading it is the check
+        secrets.value(TRAFFICSTARS_KEY)
         checks.append(Check("secret", "OK", f"{TRAFFICSTARS_KEY} is set"))
     except SecretKeyMissing:
         if TRAFFICSTARS_KEY in placeholders:
@@ -178,36 +181,19 @@ _QUEUE_COUNTS = {
 
 
 def trafficstars_url_check(url: str, local: bool) -> Check:
-    """The relay's own rule (settings.py): HTTPS, or plain HTTP on loopback for the local run only."""
-    env = {"SECRET_ID": "-", "TABLE_NAME": "-", "TRAFFICSTARS_URL": url, "LOCAL_MODE": "true" if local else "false"}
+    """The relay's own rule (networks/trafficstars.py): HTTPS, or plain HTTP on loopback for the local run only."""
     try:
-        Settings.from_env(env)
+        checked_url(url, local)
     except SettingsError as exc:
         return Check("trafficstars", "FAIL", f"{url}: {exc}", "deploy with TrafficStarsUrl=https://…")
     return Check("trafficstars", "OK", f"{url} ({url.split(':', 1)[0]})")
 
 
 # Every setting the stack passes its functions from a parameter (template.yaml, Globals: Environment), by
-# environment variable. tests/test_checks_settings.py holds this equal to the template.
+# environment variable: the settings table's parameter column (SECRET_ID aside: the stack's own secret unless
+# SecretArn names one), and powertools' log level. tests/test_checks_settings.py holds this equal to the template.
 STACK_SETTINGS = {
-    "TRAFFICSTARS_URL": "TrafficStarsUrl",
-    "TRAFFICSTARS_URL_FORM": "TrafficStarsUrlForm",
-    "TRAFFICSTARS_GOAL_PURCHASE": "GoalIdPurchase",
-    "TRAFFICSTARS_GOAL_RENEWAL": "GoalIdRenewal",
-    "TRAFFICSTARS_GOAL_LEAD": "GoalIdLead",
-    "TRAFFICSTARS_PRICE": "TrafficStarsPrice",
-    "TRAFFICSTARS_ALLOW_DUPLICATES": "AllowDuplicates",
-    "CLICK_ID_METADATA_KEY": "ClickIdMetadataKey",
-    "ACCOUNT_CURRENCY": "AccountCurrency",
-    "FX_RATES": "FxRates",
-    "VALUE_POLICY": "ValuePolicy",
-    "VALUE_FIXED": "ValueFixed",
-    "VALUE_PERCENT": "ValuePercent",
-    "VALUE_OUT_OF_RANGE": "ValueOutOfRange",
-    "UPGRADES_COUNT_AS": "UpgradesCountAs",
-    "FORWARD_TEST_EVENTS": "ForwardTestEvents",
-    "RETENTION_DAYS": "RetentionDays",
-    "RETRY_WINDOW_SECONDS": "RetryWindowSeconds",
+    **{v.name: v.parameter for v in ALL_VARIABLES if v.parameter and v.name != "SECRET_ID"},
     "POWERTOOLS_LOG_LEVEL": "LogLevel",
 }
 

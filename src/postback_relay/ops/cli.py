@@ -331,8 +331,9 @@ def cmd_send_test(args: argparse.Namespace, deployment: Deployment) -> int:
     """`send-test`: one GET through TrafficStarsClient with the deployment's key; say what the answer means."""
     import requests
 
-    from postback_relay.aws.secrets import TRAFFICSTARS_KEY, SecretKeyMissing
+    from postback_relay.aws.secrets import SecretKeyMissing
     from postback_relay.core.conversion import lead_code
+    from postback_relay.networks.trafficstars import KEY_FIELD as TRAFFICSTARS_KEY
     from postback_relay.networks.trafficstars import Postback, TrafficStarsClient
     from postback_relay.ops.checks import trafficstars_url_check
 
@@ -341,7 +342,7 @@ def cmd_send_test(args: argparse.Namespace, deployment: Deployment) -> int:
         raise OperatorError(url_check.detail, url_check.fix)
     click_id = args.click_id.strip()
     try:
-        key = deployment.secrets().trafficstars_key
+        key = deployment.secrets().value(TRAFFICSTARS_KEY)
     except SecretKeyMissing:
         raise OperatorError(
             f"the secret {deployment.secret_id} has no {TRAFFICSTARS_KEY}",

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from postback_relay.aws.secrets import RelaySecrets
+from postback_relay.networks.trafficstars import DEFAULT_URL as DEFAULT_TRAFFICSTARS_URL
 from postback_relay.platforms import ROUTED
-from postback_relay.settings import DEFAULT_TRAFFICSTARS_URL
 
 STACK_ENV = "POSTBACK_RELAY_STACK"
 DEFAULT_STACK = "postback-relay"
