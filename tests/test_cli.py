@@ -19,6 +19,7 @@ import pytest
 import trustme
 from aws_lambda_powertools.utilities import parameters
 
+import postback_relay
 from postback_relay.aws.queue import RetryQueue
 from postback_relay.ops import checks, cli
 from postback_relay.runtime import reset_runtime
@@ -140,7 +141,7 @@ class TestHelp:
     )
     def test_the_shared_options_work_before_or_after_the_command(self, argv: list[str]) -> None:
         args = cli.build_parser().parse_args(argv)
-        assert (args.command, args.local, args.json, args.stack) == (cli.cmd_recent, True, True, None)
+        assert (args.command, args.local, args.json, args.stack) == (cli.recent.run, True, True, None)
 
     def test_an_option_after_the_command_wins_over_the_same_before_it(self) -> None:
         argv = ["--stack", "before", "--region", "eu-west-1", "check", "--stack", "after"]
@@ -854,12 +855,9 @@ def _installed_copy(tmp_path: Path) -> Path:
     """The package as `pip install .` leaves it: src/postback_relay alone, no template.yaml two levels up."""
     import shutil
 
-    import postback_relay
-
     site = tmp_path / "site-packages"
-    shutil.copytree(
-        Path(postback_relay.__file__).parent, site / "postback_relay", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    package = Path(postback_relay.__file__).parent
+    shutil.copytree(package, site / "postback_relay", ignore=shutil.ignore_patterns("__pycache__"))
     return site
 
 

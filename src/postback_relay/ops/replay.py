@@ -1,7 +1,7 @@
 """Replay: re-drive the dead-letter queue, or re-send conversions chosen from the table, through the same
 claim as every other attempt, so replaying twice still sends each conversion once. The command line is the
-operator CLI's (`postback-relay replay dlq` and `postback-relay replay records`, in cli.py); this module is
-what they run."""
+operator CLI's (`postback-relay replay dlq` and `postback-relay replay records`, in ops/cli/replay.py); this
+module is what they run."""
 
 from __future__ import annotations
 
