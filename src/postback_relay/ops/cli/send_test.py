@@ -12,7 +12,8 @@ from postback_relay.ops.cli.output import print_json, print_text
 from postback_relay.ops.deployment import Deployment, OperatorError
 
 if TYPE_CHECKING:
-    from postback_relay.networks.trafficstars import Answer, TrafficStarsClient
+    from postback_relay.core.outcome import Answer
+    from postback_relay.networks.trafficstars import TrafficStarsClient
 
 ANSWER_MEANING = {
     "ok": "TrafficStars accepted it: the key and the click id work (it counts as a conversion of that click)",
