@@ -272,3 +272,17 @@ def test_a_missing_table_is_store_unavailable(aws: Aws, clock: Clock) -> None:
     store = ConversionStore(aws.dynamodb, "no-such-table", retention_days=90, clock=clock)
     with pytest.raises(StoreUnavailable, match="ResourceNotFoundException"):
         create(store)
+
+
+def test_a_store_without_retention_reads_and_replays_but_creates_nothing(
+    store: ConversionStore, aws: Aws, clock: Clock
+) -> None:
+    assert store.finish(PK, claimed(create(store)), Status.FAILED, {}, []).done
+    replaying = ConversionStore(aws.dynamodb, aws.table_name, clock=clock)
+    assert [record["pk"] for record in replaying.select(("failed",))] == [PK]
+    assert replaying.reopen(PK)
+    assert sound(aws)["status"] == "retry_pending"
+    with pytest.raises(ValueError, match="retention_days"):
+        create(replaying, event_id="evt_2")
+    with pytest.raises(ValueError, match="retention_days"):
+        replaying.add_aliases(PK, ("in_1",))

@@ -1,4 +1,4 @@
-"""The store's short path to DynamoDB's wire format gives exactly what boto3's TypeSerializer and
+"""The wire codec's short path to DynamoDB's wire format gives exactly what boto3's TypeSerializer and
 TypeDeserializer give, for the values a record holds and for anything else (which they still handle)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postback_relay.aws.store import _storable, from_wire, to_wire
+from postback_relay.aws.wire import _storable, from_wire, to_wire
 
 scalars = (
     st.none()

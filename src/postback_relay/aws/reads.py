@@ -1,5 +1,7 @@
 """Reading conversion records for operators: one by key or purchase id, every one of a click id (through the
-sparse `click_id` index), and the recent ones (a filtered Scan, sorted here).
+sparse `click_id` index), the recent ones (a filtered Scan, sorted here), and those a replay selects (the
+store's `get` and `select` are these, with its own error). The relay's own reads (a batch of keys, the due
+index) stay in the store, next to the writes they serve.
 
 A Scan reads the whole table whatever the filters: one read request unit per 8 KB of items read
 (eventually consistent), so a table of 100,000 records of ~2 KB costs ~25,000 RRU per `recent`, a fraction
@@ -8,13 +10,13 @@ of a cent on demand. Fine for an operator's command; nothing in the relay's own 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
+from postback_relay.aws.wire import from_item, to_wire
 from postback_relay.core.conversion import CLICK_ID_PATTERN
+from postback_relay.core.expression import Expression
 from postback_relay.core.record import Status
 
 CLICK_ID_INDEX = "click_id"
@@ -34,8 +36,6 @@ RECENT_FIELDS = (
     "trafficstars_answer",
     "correlation_id",
 )
-
-_deserializer = TypeDeserializer()
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def find(client: Any, table: str, reference: str, sources: Iterable[str]) -> lis
         keys = [reference]
     else:
         keys = [f"{source}#{reference}" for source in sources]
-    found = [record for record in (_get(client, table, key) for key in keys) if record is not None]
+    found = [record for record in (get(client, table, key) for key in keys) if record is not None]
     return sorted(found, key=lambda r: str(r.get("received_at", "")), reverse=True)
 
 
@@ -79,38 +79,26 @@ def recent(
 ) -> Page:
     """Records received at or after ``since`` (ISO time), filtered, newest first (by received_at, then key).
     ``before`` is where the previous page ended: (received_at, pk), pk "" for "before this time"."""
-    names = {f"#f{i}": name for i, name in enumerate(RECENT_FIELDS)}
-    placeholder_of = {name: f"#f{i}" for i, name in enumerate(RECENT_FIELDS)}
-    received_at = placeholder_of["received_at"]
-    values: dict[str, Any] = {":since": {"S": since}}
-    conditions = [f"{received_at} >= :since"]
+    expression = Expression()
+    projection = ", ".join(map(expression.name, RECENT_FIELDS))
+    received_at = expression.name("received_at")
+    conditions = [f"{received_at} >= {expression.value(since, 'since')}"]
     if before:
-        values[":before"] = {"S": before[0]}
-        condition = f"{received_at} < :before"
+        moment = expression.value(before[0], "before")
+        condition = f"{received_at} < {moment}"
         if before[1]:
-            values[":before_pk"] = {"S": before[1]}
-            condition = f"({condition} OR ({received_at} = :before AND {placeholder_of['pk']} < :before_pk))"
+            pk = f"{expression.name('pk')} < {expression.value(before[1], 'before_pk')}"
+            condition = f"({condition} OR ({received_at} = {moment} AND {pk}))"
         conditions.append(condition)
-    for field, wanted in ((placeholder_of["status"], list(statuses)), (placeholder_of["source"], list(sources))):
+    for field, wanted in (("status", list(statuses)), ("source", list(sources))):
         if wanted:
-            placeholders = []
-            for value in wanted:
-                placeholder = f":v{len(values)}"
-                values[placeholder] = {"S": value}
-                placeholders.append(placeholder)
-            conditions.append(f"{field} IN ({', '.join(placeholders)})")
-    pages = client.get_paginator("scan").paginate(
-        TableName=table,
-        ProjectionExpression=", ".join(names),
-        FilterExpression=" AND ".join(conditions),
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
-    )
+            conditions.append(expression.one_of(field, wanted))
+    pages = _scan(client, table, expression, conditions, ProjectionExpression=projection)
     matched: list[dict[str, Any]] = []
     scanned = 0
     for page in pages:
         scanned += int(page.get("ScannedCount", 0))
-        matched.extend(_from_item(item) for item in page.get("Items", []))
+        matched.extend(map(from_item, page.get("Items", [])))
         if progress is not None:
             progress(scanned)
     matched.sort(key=_newest_first, reverse=True)
@@ -128,29 +116,50 @@ def parse_cursor(text: str) -> tuple[str, str] | None:
     return (moment, pk) if separator and moment and pk else None
 
 
-def _newest_first(record: dict[str, Any]) -> tuple[str, str]:
-    return str(record.get("received_at", "")), str(record.get("pk", ""))
+def get(client: Any, table: str, pk: str) -> dict[str, Any] | None:
+    """The item of ``pk``, read consistently; None when there is none."""
+    item = client.get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+    return from_item(item) if item else None
+
+
+def select(
+    client: Any, table: str, statuses: tuple[str, ...] = (), since: str | None = None, click_id: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Records matching every given filter (status, ``updated_at`` ≥ an ISO time, click id), by a consistent
+    Scan: what a replay re-sends."""
+    expression = Expression()
+    filters = [f"attribute_exists({expression.name('status')})"]  # conversions only, not aliases or subscriptions
+    if statuses:
+        filters.append(expression.one_of("status", statuses))
+    if since:
+        filters.append(f"{expression.name('updated_at')} >= {expression.value(since, 'since')}")
+    if click_id:
+        filters.append(f"{expression.name('click_id')} = {expression.value(click_id, 'click_id')}")
+    for page in _scan(client, table, expression, filters, ConsistentRead=True):
+        yield from map(from_item, page.get("Items", []))
+
+
+def _scan(client: Any, table: str, expression: Expression, filters: list[str], **options: Any) -> Iterable[Any]:
+    """The pages of a Scan of ``table`` that keeps the items passing every one of ``filters``."""
+    return client.get_paginator("scan").paginate(  # type: ignore[no-any-return]
+        TableName=table, FilterExpression=" AND ".join(filters), **expression.placeholders(to_wire), **options
+    )
 
 
 def _keys_of_click(client: Any, table: str, click_id: str) -> list[str]:
+    key = Expression()
     pages = client.get_paginator("query").paginate(
         TableName=table,
         IndexName=CLICK_ID_INDEX,
-        KeyConditionExpression="#click_id = :click_id",
-        ExpressionAttributeNames={"#click_id": "click_id"},
-        ExpressionAttributeValues={":click_id": {"S": click_id}},
+        KeyConditionExpression=f"{key.name('click_id')} = {key.value(click_id, 'click_id')}",
         ScanIndexForward=False,
+        **key.placeholders(to_wire),
     )
     return [item["pk"]["S"] for page in pages for item in page.get("Items", [])]
 
 
-def _get(client: Any, table: str, key: str) -> dict[str, Any] | None:
-    item = client.get_item(TableName=table, Key={"pk": {"S": key}}, ConsistentRead=True).get("Item")
-    return _from_item(item) if item else None
-
-
-def _from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+def _newest_first(record: dict[str, Any]) -> tuple[str, str]:
+    return str(record.get("received_at", "")), str(record.get("pk", ""))
 
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")

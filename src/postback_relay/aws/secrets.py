@@ -56,6 +56,19 @@ class RelaySecrets:
 
     __hash__ = None  # type: ignore[assignment]
 
+    @classmethod
+    def decode(cls, raw: object) -> RelaySecrets | None:
+        """The secret from the JSON string (or bytes) Secrets Manager holds, or the object powertools decoded
+        already; None when it is not a JSON object (each caller says so in its own words)."""
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                return None
+        return cls(raw) if isinstance(raw, dict) else None
+
     def value(self, field: str) -> str:
         """The string under ``field`` (an ad network's key: its module names the field); SecretKeyMissing when
         it is absent, empty or still the stack's placeholder."""
@@ -129,19 +142,8 @@ class SecretStore:
             raise SecretUnavailable(f"cannot read secret {self._secret_id}: {type(exc).__name__}") from None
         if raw is self._last_raw and self._last_good is not None:
             return self._last_good  # the cached value, decoded already (a JSON parse per webhook saved)
-        secrets = RelaySecrets(_decode(raw, self._secret_id))
+        secrets = RelaySecrets.decode(raw)
+        if secrets is None:
+            raise SecretUnavailable(f"secret {self._secret_id} is not a JSON object")
         self._last_good, self._last_raw = secrets, raw
         return secrets
-
-
-def _decode(raw: Any, secret_id: str) -> dict[str, Any]:
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", "replace")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise SecretUnavailable(f"secret {secret_id} is not a JSON object") from None
-    if not isinstance(raw, dict):
-        raise SecretUnavailable(f"secret {secret_id} is not a JSON object")
-    return raw

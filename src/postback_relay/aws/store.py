@@ -15,9 +15,12 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from postback_relay.aws import reads
+from postback_relay.aws.errors import describe, error_code
+from postback_relay.aws.wire import from_item, from_wire, to_wire
+from postback_relay.core.expression import Expression, Update
 from postback_relay.core.lifecycle import alias_identity
 from postback_relay.core.record import (
     CLAIM,
@@ -45,9 +48,6 @@ from postback_relay.core.record import (
 )
 
 DUE_INDEX = "due"  # sparse GSI: only records in flight or waiting carry due_shard/due_at
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 class StoreUnavailable(Exception):
@@ -92,14 +92,21 @@ class SubscriptionMemory(NamedTuple):
 
 
 class ConversionStore:
-    """Executes the record's transitions against the conversions table; reads for operators and tests."""
+    """Executes the record's transitions against the conversions table; reads for operators and tests.
+
+    ``retention_days`` (the TTL of what it creates) is write-time policy: a store that only reads, replays
+    or claims needs none, and one built without it refuses to create an item."""
 
     def __init__(
-        self, client: Any, table_name: str, retention_days: int, clock: Callable[[], float] = time.time
+        self,
+        client: Any,
+        table_name: str,
+        retention_days: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._table = table_name
-        self._retention_seconds = retention_days * 86_400
+        self._retention_seconds = None if retention_days is None else retention_days * 86_400
         self._clock = clock
 
     def create(
@@ -119,7 +126,7 @@ class ConversionStore:
             lease_until=None if held else now + lease_seconds,
             event_id=event_id,
             event_type=event_type,
-            expires_at=int(now) + self._retention_seconds,
+            expires_at=self._expires_at(now),
         )
         applied = self.apply(HOLD if held else RECORD, pk, step)
         if not held and applied.record is not None and (applied.done or _ours(applied, token)):
@@ -201,7 +208,7 @@ class ConversionStore:
         now = self._clock()
         _, _, step = _reversal_step(pk, kind, event_id, fields, now)
         facts = {"source": source, "purchase_id": purchase_id, "correlation_id": event_id, **step.fields}
-        step = step._replace(fields=facts, expires_at=int(now) + self._retention_seconds)
+        step = step._replace(fields=facts, expires_at=self._expires_at(now))
         if step.target is None:  # a partial refund or a dispute won of nothing recorded changes nothing
             return False
         return self.apply(TOMBSTONE, pk, step).done
@@ -210,31 +217,20 @@ class ConversionStore:
         """Remember that each of ``aliases`` (another id of the purchase, under its own identity) names the
         conversion ``pk``, so a refund or dispute naming only that id finds it without a scan."""
         for alias in aliases:
-            self._update(
-                alias_identity(alias),
-                "alias",
-                [],
-                "ADD #alias_of :pk",
-                {"#alias_of": "alias_of"},
-                {":pk": {"SS": [pk]}},
-            )
+            self._remember(alias_identity(alias), "alias", Update().add("alias_of", {pk}))
 
     def resolve(self, pks: tuple[str, ...]) -> Resolved:
         """Which of ``pks`` are recorded, and every conversion an alias among them names (whether recorded
         or not), in order: one BatchGetItem of the keys and their aliases."""
-        items = {item["pk"]["S"]: item for item in self._get_many([*pks, *map(alias_identity, pks)])}
+        items = {item["pk"]: item for item in self._get_many([*pks, *map(alias_identity, pks)])}
         recorded = tuple(pk for pk in dict.fromkeys(pks) if pk in items)
-        targets = [
-            target
-            for pk in pks
-            for target in sorted(items.get(alias_identity(pk), {}).get("alias_of", {}).get("SS", []))
-        ]
+        targets = [target for pk in pks for target in sorted(items.get(alias_identity(pk), {}).get("alias_of", ()))]
         return Resolved(recorded, tuple(pk for pk in dict.fromkeys(targets) if pk not in recorded))
 
     def reversed_among(self, pks: tuple[str, ...]) -> list[ConversionRecord]:
         """The reversed records among ``pks`` (one BatchGetItem): a refund that named a payment's id before
         the relay knew which purchase it belongs to left one there."""
-        records = [ConversionRecord.from_item(_from_item(item)) for item in self._get_many(list(pks))]
+        records = [ConversionRecord.from_item(item) for item in self._get_many(list(pks))]
         return sorted((record for record in records if record.status in REVERSED), key=lambda record: record.pk)
 
     def _get_many(self, pks: list[str]) -> list[dict[str, Any]]:
@@ -249,8 +245,8 @@ class ConversionStore:
                 items += response.get("Responses", {}).get(self._table, [])
                 request = response.get("UnprocessedKeys") or {}
         except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"DynamoDB batch_get_item failed: {_error_code(exc)}") from None
-        return items
+            raise StoreUnavailable(f"DynamoDB batch_get_item failed: {describe(exc)}") from None
+        return [from_item(item) for item in items]
 
     def follow_subscription(
         self, subscription_pk: str, click_id: str | None, first_paid: str | None, known_only: bool
@@ -259,65 +255,25 @@ class ConversionStore:
         replaced) and its first paid payment (``first_paid`` claims it if nothing did). ``known_only``: only
         for a subscription the relay has seen start (a cycle of one it never saw is a renewal, whatever the
         memory would say); None then."""
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        sets: list[str] = []
+        update = Update()
         for attribute, value in (("remembered_click_id", click_id), ("first_paid", first_paid)):
             if value is not None:
-                names[f"#{attribute}"], values[f":{attribute}"] = attribute, {"S": value}
-                sets.append(f"#{attribute} = if_not_exists(#{attribute}, :{attribute})")
-        condition = None
+                update.set_once(attribute, value)
         if known_only:
-            names["#pk"], condition = "pk", "attribute_exists(#pk)"
-        item = self._update(subscription_pk, "subscription", sets, "", names, values, condition)
+            update.when(f"attribute_exists({update.name('pk')})")
+        item = self._remember(subscription_pk, "subscription", update)
         if item is None:
             return None
-        return SubscriptionMemory(item.get("remembered_click_id", {}).get("S"), item.get("first_paid", {}).get("S"))
+        return SubscriptionMemory(item.get("remembered_click_id"), item.get("first_paid"))
 
-    def _update(
-        self,
-        pk: str,
-        item: str,
-        sets: list[str],
-        other_clauses: str,
-        names: dict[str, str],
-        values: dict[str, Any],
-        condition: str | None = None,
-    ) -> dict[str, Any] | None:
-        """One UpdateItem of an item that is not a conversion record (``item``: an alias, a subscription's
-        memory), which also writes its kind, when it changed and its TTL, as a record's writes do: the item
-        as written, or None when ``condition`` refused it."""
+    def _remember(self, pk: str, kind: str, update: Update) -> dict[str, Any] | None:
+        """Write an item that is not a conversion record (``kind``: an alias, a subscription's memory), with
+        its kind, when it changed and its TTL, as a record's writes do: the item as written, or None when the
+        update's condition refused it."""
         now = self._clock()
-        common = ["#item = :item", "#updated_at = :now", "#expires_at = :expires"]
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": {"pk": {"S": pk}},
-            "UpdateExpression": " ".join(["SET " + ", ".join(common + sets), other_clauses]).strip(),
-            "ExpressionAttributeNames": {
-                "#item": "item",
-                "#updated_at": "updated_at",
-                "#expires_at": "expires_at",
-                **names,
-            },
-            "ExpressionAttributeValues": {
-                ":item": {"S": item},
-                ":now": {"S": iso(now)},
-                ":expires": to_wire(int(now) + self._retention_seconds),
-                **values,
-            },
-            "ReturnValues": "ALL_NEW",
-        }
-        if condition:
-            request["ConditionExpression"] = condition
-        try:
-            response = self._client.update_item(**request)
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise StoreUnavailable(f"DynamoDB update_item failed: {_error_code(exc)}") from None
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB update_item failed: {type(exc).__name__}") from None
-        return dict(response.get("Attributes") or {})
+        update.set("item", kind).set("updated_at", iso(now), "now").set("expires_at", self._expires_at(now), "expires")
+        done, item = self._update_item(pk, update)
+        return item if done else None
 
     def reopen(self, pk: str) -> bool:
         """Put a failed, rejected or waiting record back to ``retry_pending``, due now (replay). A record sent,
@@ -330,46 +286,49 @@ class ConversionStore:
 
     def apply(self, transition: Transition, pk: str, step: Step) -> Applied:
         """Execute one declared transition as one conditional UpdateItem."""
-        update = update_for(transition, step)
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": {"pk": {"S": pk}},
-            "UpdateExpression": update.expression,
-            "ConditionExpression": update.condition,
-            "ExpressionAttributeNames": update.names,
-            "ExpressionAttributeValues": {name: to_wire(value) for name, value in update.values.items()},
-            "ReturnValues": "ALL_NEW",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
+        done, item = self._update_item(pk, update_for(transition, step), ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        return Applied(done, ConversionRecord.from_item(item) if item else None)
+
+    def _update_item(self, pk: str, update: Update, **options: str) -> tuple[bool, dict[str, Any] | None]:
+        """One UpdateItem: (True, the item as written), or (False, the item as it was when the condition
+        refused the write and ``options`` asked for it, else None)."""
+        request = {"TableName": self._table, "Key": {"pk": {"S": pk}}, "ReturnValues": "ALL_NEW", **options}
         try:
-            response = self._client.update_item(**request)
+            response = self._client.update_item(**request, **update.request(to_wire))
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 old = exc.response.get("Item")
-                return Applied(False, ConversionRecord.from_item(_from_item(old)) if old else None)
-            raise StoreUnavailable(f"DynamoDB update_item failed: {_error_code(exc)}") from None
+                return False, from_item(old) if old else None
+            raise StoreUnavailable(f"DynamoDB update_item failed: {describe(exc)}") from None
         except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB update_item failed: {type(exc).__name__}") from None
-        return Applied(True, ConversionRecord.from_item(_from_item(response.get("Attributes") or {"pk": {"S": pk}})))
+            raise StoreUnavailable(f"DynamoDB update_item failed: {describe(exc)}") from None
+        return True, from_item(response.get("Attributes") or {"pk": {"S": pk}})
+
+    def _expires_at(self, now: float) -> int:
+        """The TTL of an item written ``now``: only a store given the retention creates items."""
+        if self._retention_seconds is None:
+            raise ValueError("this ConversionStore was built without retention_days: it cannot create items")
+        return int(now) + self._retention_seconds
 
     def due(self, before: float) -> Iterator[Due]:
         """Every record in flight or waiting whose due time is at or before ``before``, oldest first, page by
         page: the conversions a lost message or a crashed sender would otherwise strand. The index holds no
         final record, so this reads the backlog and nothing else."""
+        key = Expression()
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": DUE_INDEX,
-            "KeyConditionExpression": "#due_shard = :due_shard AND #due_at <= :before",
-            "ExpressionAttributeNames": {"#due_shard": "due_shard", "#due_at": "due_at"},
-            "ExpressionAttributeValues": {":due_shard": {"S": DUE_SHARD}, ":before": to_wire(before)},
+            "KeyConditionExpression": f"{key.name('due_shard')} = {key.value(DUE_SHARD, 'shard')} "
+            f"AND {key.name('due_at')} <= {key.value(before, 'before')}",
+            **key.placeholders(to_wire),
         }
         while True:
             try:
                 response = self._client.query(**request)
             except (ClientError, BotoCoreError) as exc:
-                raise StoreUnavailable(f"DynamoDB query failed: {_error_code(exc)}") from None
+                raise StoreUnavailable(f"DynamoDB query failed: {describe(exc)}") from None
             for item in response.get("Items", []):
-                yield Due(item["pk"]["S"], DYNAMODB_CONTEXT.create_decimal(item["due_at"]["N"]))
+                yield Due(item["pk"]["S"], from_wire(item["due_at"]))
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -377,48 +336,19 @@ class ConversionStore:
     def select(
         self, statuses: tuple[str, ...] = (), since: str | None = None, click_id: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Records matching every given filter (status, ``updated_at`` ≥ an ISO time, click id), by Scan:
-        for operators' replays and listings, not for the request path."""
-        filters: list[str] = ["attribute_exists(#status)"]  # conversions only, not aliases or subscriptions
-        names: dict[str, str] = {"#status": "status"}
-        values: dict[str, Any] = {}
-        if statuses:
-            placeholders = []
-            for index, status in enumerate(statuses):
-                values[f":s{index}"] = {"S": status}
-                placeholders.append(f":s{index}")
-            filters.append(f"#status IN ({', '.join(placeholders)})")
-        if since:
-            names["#updated_at"] = "updated_at"
-            values[":since"] = {"S": since}
-            filters.append("#updated_at >= :since")
-        if click_id:
-            names["#click_id"] = "click_id"
-            values[":click_id"] = {"S": click_id}
-            filters.append("#click_id = :click_id")
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "ConsistentRead": True,
-            "FilterExpression": " AND ".join(filters),
-            "ExpressionAttributeNames": names,
-        }
-        if values:
-            request["ExpressionAttributeValues"] = values
+        """Records matching every given filter, by Scan (`reads.select`): for operators' replays, not for the
+        request path."""
         try:
-            for page in self._client.get_paginator("scan").paginate(**request):
-                for item in page.get("Items", []):
-                    yield _from_item(item)
+            yield from reads.select(self._client, self._table, statuses, since, click_id)
         except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"DynamoDB scan failed: {_error_code(exc)}") from None
+            raise StoreUnavailable(f"DynamoDB scan failed: {describe(exc)}") from None
 
     def get(self, pk: str) -> dict[str, Any] | None:
-        """The record, read consistently (used by tests and operators)."""
+        """The record, read consistently (`reads.get`; used by tests and operators)."""
         try:
-            response = self._client.get_item(TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True)
+            return reads.get(self._client, self._table, pk)
         except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"DynamoDB get_item failed: {_error_code(exc)}") from None
-        item = response.get("Item")
-        return _from_item(item) if item else None
+            raise StoreUnavailable(f"DynamoDB get_item failed: {describe(exc)}") from None
 
 
 def _reversal_step(
@@ -451,79 +381,3 @@ def _logged(record: ConversionRecord, attempts: list[dict[str, Any]]) -> bool:
     Decimals), so the write that appended them was ours."""
     logged = [(str(e.get("at")), str(e.get("outcome"))) for e in record.attempt_log[-len(attempts) :]]
     return logged == [(str(e.get("at")), str(e.get("outcome"))) for e in attempts]
-
-
-def _storable(value: Any) -> Any:
-    """DynamoDB numbers are Decimals: floats (timestamps, durations) are converted, recursively."""
-    if isinstance(value, float):
-        return Decimal(str(round(value, 3)))
-    if isinstance(value, dict):
-        return {key: _storable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_storable(item) for item in value]
-    return value
-
-
-def to_wire(value: Any) -> dict[str, Any]:
-    """``value`` in DynamoDB's wire format, exactly as ``TypeSerializer().serialize(_storable(value))``.
-
-    The types a record holds take a short path: TypeSerializer tries its type tests one by one (~2 µs a
-    value, and a record write carries ~25 values); anything else still goes through it."""
-    kind = type(value)
-    if kind is str:
-        return {"S": value}
-    if kind is int or kind is Decimal:
-        return {"N": _number(value)}
-    if kind is float:
-        return {"N": _number(Decimal(str(round(value, 3))))}
-    if kind is bool:
-        return {"BOOL": value}
-    if value is None:
-        return {"NULL": True}
-    if kind is dict:
-        return {"M": {key: to_wire(item) for key, item in value.items()}}
-    if kind is list:
-        return {"L": [to_wire(item) for item in value]}
-    if kind is set and value and all(type(item) is str for item in value):
-        return {"SS": list(value)}
-    return _serializer.serialize(_storable(value))  # type: ignore[no-any-return]
-
-
-def from_wire(value: Mapping[str, Any]) -> Any:
-    """A wire-format value as Python, exactly as ``TypeDeserializer().deserialize(value)``, shortened the
-    same way for the types a record holds."""
-    if len(value) == 1:
-        ((kind, inner),) = value.items()
-        if kind == "S" or kind == "BOOL":
-            return inner
-        if kind == "N":
-            return DYNAMODB_CONTEXT.create_decimal(inner)
-        if kind == "NULL":
-            return None
-        if kind == "M":
-            return {key: from_wire(item) for key, item in inner.items()}
-        if kind == "L":
-            return [from_wire(item) for item in inner]
-        if kind == "SS":
-            return set(inner)
-    return _deserializer.deserialize(value)
-
-
-def _number(value: int | Decimal) -> str:
-    number = str(DYNAMODB_CONTEXT.create_decimal(value))
-    if number in ("Infinity", "NaN"):
-        raise TypeError("Infinity and NaN not supported")
-    return number
-
-
-def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: from_wire(value) for name, value in item.items()}
-
-
-def _error_code(exc: Exception) -> str:
-    """The error code, and for a validation error its message (our values never include a secret)."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "ClientError"))
-        return f"{code}: {str(error.get('Message', ''))[:200]}" if code == "ValidationException" else code
-    return type(exc).__name__

@@ -37,6 +37,8 @@ from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any, NamedTuple
 
+from postback_relay.core.expression import Update
+
 
 class Status(StrEnum):
     """Every status a record can have (the ``status`` attribute)."""
@@ -352,15 +354,6 @@ TRANSITIONS = (
 )
 
 
-class Update(NamedTuple):
-    """One UpdateItem, in Python values (the store encodes them): a single atomic, conditional write."""
-
-    expression: str
-    condition: str
-    names: dict[str, str]
-    values: dict[str, Any]
-
-
 class Step(NamedTuple):
     """What a caller gives a transition: the target (when there is a choice) and the values it writes."""
 
@@ -377,84 +370,55 @@ class Step(NamedTuple):
 
 
 def update_for(transition: Transition, step: Step) -> Update:
-    """The conditional UpdateItem that performs ``transition``: its condition admits exactly the declared
-    from-states with their guards, and its SET/REMOVE clauses are exactly the declared fields."""
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {}
-
-    def name(attribute: str) -> str:
-        placeholder = f"#{attribute}" if attribute.isidentifier() else f"#a{len(names)}"
-        names[placeholder] = attribute
-        return placeholder
-
-    def value(v: Any, hint: str = "v") -> str:
-        placeholder = f":{hint}{len(values)}"
-        values[placeholder] = v
-        return placeholder
-
+    """The conditional UpdateItem that performs ``transition`` (in Python values: the store encodes them): its
+    condition admits exactly the declared from-states with their guards, and its SET/ADD/REMOVE clauses are
+    exactly the declared fields."""
+    update = Update()
     target = _target(transition, step)
-    sets: list[str] = [f"{name('updated_at')} = {value(iso(step.now), 'now_iso')}"]
-    adds: list[str] = []
-    removes = [name(attribute) for attribute in transition.removes]
+    update.set("updated_at", iso(step.now), "now_iso")
     unknown = [f for f in step.fields if f not in transition.writes and not _is_detail(f, transition)]
     if unknown:
         raise ValueError(f"transition {transition.name} does not write {', '.join(sorted(unknown))}")
-    creates = ABSENT in transition.sources
     for attribute, v in step.fields.items():
         if v is not None:
-            sets.append(f"{name(attribute)} = {value(v)}")
+            update.set(attribute, v)
     if target is not None:
         if transition.keeps_status_before_reversal:
-            kept = name("status_before_reversal")
-            sets.append(f"{kept} = if_not_exists({kept}, {name('status')})")
-        sets.append(f"{name('status')} = {value(str(target), 'to')}")
-    if creates:
-        sets += [
-            f"{name('received_at')} = {value(iso(step.now))}",
-            f"{name('created_epoch')} = {value(int(step.now))}",
-            f"{name('expires_at')} = {value(step.expires_at)}",
-        ]
+            kept = update.name("status_before_reversal")
+            update.set_to("status_before_reversal", f"if_not_exists({kept}, {update.name('status')})")
+        update.set("status", str(target), "to")
+    if ABSENT in transition.sources:
+        update.set("received_at", iso(step.now)).set("created_epoch", int(step.now)).set("expires_at", step.expires_at)
         if not transition.takes_lease:
-            sets.append(f"{name('attempts')} = {value(0)}")
+            update.set("attempts", 0)
     if transition.takes_lease:
         if step.token is None or step.lease_until is None:
             raise ValueError(f"transition {transition.name} needs a token and a lease end")
-        until = value(step.lease_until, "until")
-        sets += [
-            f"{name('lease_token')} = {value(step.token, 'token')}",
-            f"{name('lease_until')} = {until}",
-            f"{name('due_shard')} = {value(DUE_SHARD)}",
-            f"{name('due_at')} = {until}",
-        ]
-        adds.append(f"{name('attempts')} {value(1)}")
+        until = update.value(step.lease_until, "until")
+        update.set("lease_token", step.token, "token").set_to("lease_until", until)
+        update.set("due_shard", DUE_SHARD).set_to("due_at", until).add("attempts", 1)
     if transition.schedules:
         if step.due_at is None:
             raise ValueError(f"transition {transition.name} needs a due time")
-        sets += [f"{name('due_shard')} = {value(DUE_SHARD)}", f"{name('due_at')} = {value(step.due_at, 'due')}"]
+        update.set("due_shard", DUE_SHARD).set("due_at", step.due_at, "due")
     if transition.notes_event:
         if step.event_id is None:
             raise ValueError(f"transition {transition.name} needs the event's id")
-        adds.append(f"{name('event_ids')} {value({step.event_id})}")
+        update.add("event_ids", {step.event_id})
         if step.event_type is not None:
-            adds.append(f"{name('event_types')} {value({step.event_type})}")
+            update.add("event_types", {step.event_type})
         if transition.counts_delivery:
-            adds.append(f"{name('deliveries')} {value(1)}")
+            update.add("deliveries", 1)
     if transition.logs_attempts:
-        log = name("attempt_log")
-        sets.append(f"{log} = list_append(if_not_exists({log}, {value([])}), {value(list(step.attempts))})")
+        empty, entries = update.value([]), update.value(list(step.attempts))
+        update.set_to("attempt_log", f"list_append(if_not_exists({update.name('attempt_log')}, {empty}), {entries})")
     if transition.counts_replay:
-        adds.append(f"{name('replays')} {value(1)}")
+        update.add("replays", 1)
     if transition.writes_status_before_reversal:
         if step.target is None:
             raise ValueError(f"transition {transition.name} needs the outcome's status")
-        sets.append(f"{name('status_before_reversal')} = {value(str(step.target), 'outcome')}")
-    expression = "SET " + ", ".join(sets)
-    if adds:
-        expression += " ADD " + ", ".join(adds)
-    if removes:
-        expression += " REMOVE " + ", ".join(removes)
-    condition = _condition(transition, step, name, value)
-    return Update(expression, condition, names, values)
+        update.set("status_before_reversal", str(step.target), "outcome")
+    return update.remove(*transition.removes).when(_condition(transition, step, update))
 
 
 def _target(transition: Transition, step: Step) -> Status | None:
@@ -475,8 +439,9 @@ def _is_detail(attribute: str, transition: Transition) -> bool:
     return attribute.startswith(DETAIL_PREFIX) and "source" in transition.writes
 
 
-def _condition(transition: Transition, step: Step, name: Any, value: Any) -> str:
+def _condition(transition: Transition, step: Step, update: Update) -> str:
     """The condition expression admitting exactly ``transition.sources``."""
+    name, value = update.name, update.value
     alternatives: list[str] = []
     for source, guard in transition.sources.items():
         if source == ABSENT:

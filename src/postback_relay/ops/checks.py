@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from postback_relay.aws.errors import error_code
 from postback_relay.aws.reads import CLICK_ID_INDEX
 from postback_relay.aws.secrets import RelaySecrets, SecretKeyMissing
 from postback_relay.env import SettingsError
@@ -106,11 +107,10 @@ def table_check(deployment: Deployment) -> Check:
     try:
         table = deployment.client("dynamodb").describe_table(TableName=deployment.table_name)["Table"]
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
         return Check(
             "table",
             "FAIL",
-            f"{deployment.table_name}: {code}",
+            f"{deployment.table_name}: {error_code(exc)}",
             "check --stack/--region, and that your credentials may call dynamodb:DescribeTable",
         )
     except BotoCoreError as exc:

@@ -4,13 +4,13 @@ run (`make run`: moto server and the TrafficStars sandbox on 127.0.0.1). Every f
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postback_relay.aws.errors import error_code
 from postback_relay.aws.secrets import RelaySecrets
 from postback_relay.networks.trafficstars import DEFAULT_URL as DEFAULT_TRAFFICSTARS_URL
 from postback_relay.platforms import ROUTED
@@ -84,7 +84,7 @@ class Deployment:
         try:
             raw = self.client("secretsmanager").get_secret_value(SecretId=self.secret_id)["SecretString"]
         except ClientError as exc:
-            if _code(exc) == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 raise OperatorError(
                     f"the secret {self.secret_id} does not exist",
                     "deploy with SecretArn empty and the stack creates one (README: Deploying), or create it: "
@@ -92,16 +92,13 @@ class Deployment:
                     "and deploy with its ARN as SecretArn",
                 ) from None
             raise
-        try:
-            values = json.loads(raw)
-        except ValueError:
-            values = None
-        if not isinstance(values, dict):
+        secrets = RelaySecrets.decode(raw)
+        if secrets is None:
             raise OperatorError(
                 f"the secret {self.secret_id} is not a JSON object",
                 f"store JSON such as {SECRET_JSON_EXAMPLE} (aws secretsmanager put-secret-value)",
             )
-        return RelaySecrets(values)
+        return secrets
 
 
 def resolve(*, local: bool, stack: str | None, region: str | None, profile: str | None) -> Deployment:
@@ -175,7 +172,7 @@ def stack_deployment(stack_name: str, region: str | None, profile: str | None) -
     try:
         stacks = aws_client(session, "cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as exc:
-        if _code(exc) == "ValidationError" and "does not exist" in str(exc):
+        if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
             raise OperatorError(
                 f"there is no stack named {stack_name!r} in {session.region_name}",
                 "pass --stack with the name you gave `sam deploy` (samconfig.toml stack_name), or --region and "
@@ -265,7 +262,7 @@ def explain(exc: Exception, target: str) -> OperatorError | None:
             )
         return OperatorError(f"cannot reach AWS: {exc}", "check the network and the --region")
     if isinstance(exc, ClientError):
-        code = _code(exc)
+        code = error_code(exc)
         operation = exc.operation_name
         if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
             return OperatorError("the AWS credentials have expired", "refresh them (`aws sso login`, or new keys)")
@@ -283,10 +280,6 @@ def explain(exc: Exception, target: str) -> OperatorError | None:
                 "check --stack/--region; for the local run, restart `make run`, which creates the table and secret",
             )
     return None
-
-
-def _code(exc: Any) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _samconfig(cwd: Path | None) -> dict[str, Any]:
