@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
     statuses, since = _selection(args)
     retry_url, dead_letter_url = deployment.queue_urls()
     sqs = deployment.client("sqs")
-    store = ConversionStore(deployment.client("dynamodb"), deployment.table_name, retention_days=90)  # unused here
+    store = ConversionStore(deployment.client("dynamodb"), deployment.table_name)  # reads and claims only
     queue = RetryQueue(sqs, retry_url, dead_letter_url)
     progress = _replay_progress if sys.stderr.isatty() or not args.json else None
     if args.what == "dlq":
