@@ -7,13 +7,13 @@ from decimal import Decimal
 import pytest
 
 from postback_relay.core.money import (
-    STRIPE_EXPONENTS,
     Money,
     ValuePolicy,
     decide_value,
     format_value,
     from_minor_units,
 )
+from postback_relay.platforms.stripe import STRIPE_EXPONENTS
 
 
 @pytest.mark.parametrize(

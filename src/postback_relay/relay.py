@@ -21,7 +21,7 @@ from postback_relay.aws.queue import QueueUnavailable, RetryQueue
 from postback_relay.aws.secrets import RelaySecrets, SecretKeyMissing, SecretStore, SecretUnavailable
 from postback_relay.aws.store import Claim, ConversionStore, StoreUnavailable
 from postback_relay.core.backoff import next_attempt_at, parse_retry_after
-from postback_relay.core.conversion import Conversion, Ignored, Link, Reversal, lead_code
+from postback_relay.core.conversion import Conversion, Ignored, Link, ParseContext, Reversal, lead_code
 from postback_relay.core.lifecycle import Counted, Decision, NotCounted, decide, subscription_identity
 from postback_relay.core.money import ValueDecision, decide_value, format_value
 from postback_relay.core.record import IN_FLIGHT, OUTCOME_STATUS, UPGRADABLE, Status, iso
@@ -110,6 +110,9 @@ class Relay:
         self._queue = queue
         self._clock = clock
         self._retry_policy = settings.retry_policy
+        self._parse_context = ParseContext(
+            settings.click_id_metadata_key, settings.account_currency, settings.postback_approved_statuses
+        )
 
     def handle(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> Outcome:
         """Process one webhook delivery; raises RelayError for answers that are not a processed event."""
@@ -136,7 +139,7 @@ class Relay:
 
     def _process(self, source: WebhookSource, payload: Any, secrets: RelaySecrets) -> Outcome:
         try:
-            event = source.parse(payload, self.settings)
+            event = source.parse(payload, self._parse_context)
         except MalformedEvent as exc:
             raise BadRequest(str(exc)) from None
         if isinstance(event, Ignored):

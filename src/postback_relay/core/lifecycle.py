@@ -20,10 +20,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from postback_relay.core.conversion import Conversion, GoalKind
+from postback_relay.core.conversion import ZERO_VALUE, Conversion, GoalKind
 from postback_relay.settings import Settings
-
-ZERO_VALUE = "a $0 payment is never a sale"
 
 
 class Counted(NamedTuple):
