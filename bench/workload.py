@@ -6,12 +6,11 @@ so their size and shape are what Stripe sends."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
+from postback_relay.platforms import sign
 from postback_relay_dev.apigw import build_event
-from postback_relay_dev.signing import stripe_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events" / "stripe"
@@ -54,7 +53,7 @@ def stripe_webhook(event_type: str, event_id: str, **fields: Any) -> dict[str, A
     payload["id"] = event_id
     payload["data"]["object"].update(fields)
     body = json.dumps(payload, indent=2).encode()
-    headers.update(stripe_headers(body, STRIPE_SECRET, int(time.time())))
+    headers.update(sign("stripe", body, STRIPE_SECRET))
     return build_event("POST", "/webhooks/stripe", list(headers.items()), body, route_key="POST /webhooks/stripe")
 
 

@@ -3,6 +3,7 @@ TrafficStars sandbox, and the real Lambda handler invoked in-process with payloa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -16,15 +17,6 @@ from typing import Any
 # Nothing here can reach AWS: every client points at the moto server on 127.0.0.1.
 TEST_KEY = "ts-canary-key-7f3a9c1e5b"
 TEST_STRIPE_SECRET = "whsec_test_canary_4b8d2e6f0a"
-# Every other source's secret, as the relay's secret JSON holds them (canaries: tests look for them in output).
-TEST_SOURCE_SECRETS = {
-    "shopify_webhook_secret": "shpss_test_canary_9c1d3e",
-    "woocommerce_webhook_secret": "wc_test_canary_5a7b9d",
-    "paddle_webhook_secret": "pdl_ntfset_test_canary_2e4f6a",
-    "paddle_sandbox_webhook_secret": "pdl_ntfset_test_canary_sandbox_8b0c",
-    "lemonsqueezy_webhook_secret": "ls_test_canary_3d5f7b",
-    "postback_token": "pt-test-canary-6e8a0c",
-}
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -50,12 +42,21 @@ import pytest  # noqa: E402
 import trustme  # noqa: E402
 from aws_lambda_powertools.utilities import parameters  # noqa: E402
 
+from postback_relay.platforms import ROUTED  # noqa: E402
+from postback_relay.platforms.stripe import STRIPE  # noqa: E402
 from postback_relay.runtime import reset_runtime  # noqa: E402
 from postback_relay_dev.moto_server import SerializedMotoServer  # noqa: E402
 from postback_relay_dev.resources import create_queues, create_table, put_secret  # noqa: E402
 from postback_relay_dev.sandbox import TrafficStarsSandbox  # noqa: E402
 from tests.helpers import Invoker  # noqa: E402
 
+# Every other source's secret, as the relay's secret JSON holds them: one canary per platform of the registry
+# (tests look for them in output).
+TEST_SOURCE_SECRETS = {
+    source.secret_field: f"{source.secret_field}_canary_{hashlib.sha256(source.secret_field.encode()).hexdigest()[:6]}"
+    for source in ROUTED.values()
+    if source is not STRIPE  # Stripe's is TEST_STRIPE_SECRET
+}
 BASE_ENV = dict(os.environ)
 FAULT_FIGURES: list[str] = []  # filled by tests/test_faults.py, printed at the end of the run
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's access log

@@ -24,9 +24,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+from postback_relay.platforms import sign
 from postback_relay.runtime import reset_runtime
 from postback_relay_dev.sandbox import Received, TrafficStarsSandbox
-from postback_relay_dev.signing import sign
 from tests.conftest import TEST_SOURCE_SECRETS, TEST_STRIPE_SECRET, Aws
 from tests.helpers import CLICK_ID, Invoker, Reply, stripe_event
 

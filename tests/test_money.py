@@ -9,13 +9,14 @@ import pytest
 
 from postback_relay.core import money
 from postback_relay.core.money import (
-    STRIPE_EXPONENTS,
     Money,
     ValuePolicy,
     format_value,
     from_minor_units,
 )
 from postback_relay.networks.trafficstars import VALUE_RANGE
+
+from postback_relay.platforms.stripe import STRIPE_EXPONENTS
 
 decide_value = partial(money.decide_value, accepted=VALUE_RANGE)  # the range TrafficStars takes
 

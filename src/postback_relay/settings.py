@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from postback_relay.core.backoff import RetryPolicy
-from postback_relay.core.conversion import REVERSAL_STATUSES
+from postback_relay.core.conversion import DEFAULT_APPROVED_STATUSES, REVERSAL_STATUSES, ParseContext
 from postback_relay.core.lifecycle import LifecyclePolicy, UpgradePolicy
 from postback_relay.core.money import ValuePolicy
 from postback_relay.env import (
@@ -39,10 +39,6 @@ from postback_relay.networks.trafficstars import TrafficStarsSettings
 
 __all__ = ["ALL_VARIABLES", "VARIABLES", "Settings", "SettingsError"]
 
-# Tracker postback statuses that count as a conversion (besides none at all): Keitaro's `sale` (payout confirmed)
-# and `rebill` (upsell), RedTrack's `approved`, Binom's usual `approve`, Affise's system value `1` (Approved), and
-# the words CPA networks use for a paid conversion. See platforms/tracker.py for the sources and the other statuses.
-DEFAULT_POSTBACK_APPROVED_STATUSES = "approved,approve,confirmed,sale,rebill,completed,paid,1"
 STATUS_WORD = re.compile(r"[!-~]{1,50}")  # printable ASCII without spaces, as a status macro is filled in
 
 
@@ -103,7 +99,7 @@ VARIABLES: tuple[Variable, ...] = (
         "POSTBACK_APPROVED_STATUSES",
         "postback_approved_statuses",
         _approved_statuses,
-        DEFAULT_POSTBACK_APPROVED_STATUSES,
+        ",".join(DEFAULT_APPROVED_STATUSES),
     ),
     Variable("SECRET_MAX_AGE_SECONDS", "secret_max_age_seconds", whole(1), "300"),
     Variable("SECRET_REFRESH_MIN_INTERVAL_SECONDS", "secret_refresh_min_interval_seconds", seconds(0), "5"),
@@ -147,9 +143,12 @@ class Settings:
     sweep_grace_seconds: int = 60  # how late a due conversion may be before the sweep acts
     upgrades_count_as: UpgradePolicy = "nothing"  # what an upgrade's charge is sent as (README lifecycle table)
     # tracker `status` values that count (lower-case); an empty status always counts
-    postback_approved_statuses: frozenset[str] = field(
-        default_factory=lambda: frozenset(DEFAULT_POSTBACK_APPROVED_STATUSES.split(","))
-    )
+    postback_approved_statuses: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_APPROVED_STATUSES))
+
+    @property
+    def parse_context(self) -> ParseContext:
+        """What the platforms' parsers need of these settings."""
+        return ParseContext(self.click_id_metadata_key, self.account_currency, self.postback_approved_statuses)
 
     @property
     def lifecycle(self) -> LifecyclePolicy:

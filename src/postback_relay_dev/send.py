@@ -11,7 +11,6 @@ Tracker postbacks (events/tracker/) have no signature: their token is the secret
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
@@ -20,34 +19,30 @@ from typing import Any
 
 import requests
 
+from postback_relay.ops.delivery import Delivery
+from postback_relay.platforms import ROUTED, WebhookSource
 from postback_relay_dev import defaults
 from postback_relay_dev.front import redact_query
-from postback_relay_dev.signing import SECRET_BEARING, SIGNERS, sign
 
 
-def _source(event: dict[str, Any]) -> str:
-    path = str(event.get("rawPath", ""))
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    if name not in SIGNERS:
-        raise SystemExit(f"{path}: no signer for this route (known: {', '.join(SIGNERS)})")
-    return name
+def _source(delivery: Delivery) -> WebhookSource:
+    if delivery.route not in ROUTED:
+        raise SystemExit(f"{delivery.path}: no signer for this route (known: {', '.join(ROUTED)})")
+    return ROUTED[delivery.route]
 
 
-def _body(event: dict[str, Any]) -> bytes:
-    raw = event.get("body") or ""
-    return base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode("utf-8")
+def _signed(event: dict[str, Any], timestamp: int | None = None, secret: str | None = None) -> Delivery:
+    """The event's request with fresh signature headers, made with ``secret`` (default: the local secret, or
+    its environment override)."""
+    delivery = Delivery.from_event(event)
+    field = _source(delivery).secret_field
+    return delivery.signed(secret if secret is not None else defaults.secret_values()[field], timestamp)
 
 
 def resign(event: dict[str, Any], timestamp: int | None = None, secret: str | None = None) -> dict[str, Any]:
     """The event with fresh signature headers, made with ``secret`` (default: the local secret, or its
     environment override)."""
-    source = _source(event)
-    field, _ = SIGNERS[source]
-    secret = secret if secret is not None else defaults.secret_values()[field]
-    headers = dict(event.get("headers", {}))
-    for name, value in sign(source, _body(event), secret, timestamp).items():
-        headers[name.lower()] = value
-    return {**event, "headers": headers}
+    return {**event, "headers": dict(_signed(event, timestamp, secret).headers)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,17 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.events:
         original = json.loads(path.read_text(encoding="utf-8"))
         if args.write:
-            if _source(original) in SECRET_BEARING:
+            if _source(Delivery.from_event(original)).signature_carries_secret:
                 print(f"left {path} as it is: its token is added only when it is sent")
                 continue
             path.write_text(json.dumps(resign(original), indent=2) + "\n", encoding="utf-8")
             print(f"re-signed {path}")
             continue
-        event = resign(original)
-        method = event["requestContext"]["http"]["method"]
-        query = f"?{event['rawQueryString']}" if event.get("rawQueryString") else ""
+        delivery = _signed(original)
         try:
-            response = post_event(event, args.url)
+            response = delivery.post(args.url)
         except requests.exceptions.SSLError as exc:  # a ConnectionError too, but not a relay that is down
             print(f"certificate verification failed at {args.url}: {exc}", file=sys.stderr)
             return 2
@@ -86,18 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        print(f"{method} {redact_query(event['rawPath'] + query)} -> {response.status_code} {response.text}")
+        print(f"{delivery.method} {redact_query(delivery.target)} -> {response.status_code} {response.text}")
         _show_local_state(response)
     return 0
-
-
-def post_event(event: dict[str, Any], base_url: str, timeout: float = 15) -> requests.Response:
-    """Send an API Gateway event's request (method, path and query, headers, exact body) to ``base_url``."""
-    headers = {k: v for k, v in event["headers"].items() if k not in ("host", "content-length")}
-    method = event["requestContext"]["http"]["method"]
-    query = f"?{event['rawQueryString']}" if event.get("rawQueryString") else ""
-    target = base_url.rstrip("/") + event["rawPath"] + query
-    return requests.request(method, target, data=_body(event) or None, headers=headers, timeout=timeout)
 
 
 def _show_local_state(response: requests.Response) -> None:

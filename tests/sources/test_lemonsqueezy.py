@@ -11,16 +11,15 @@ from typing import Any
 
 import pytest
 
-from postback_relay.core.conversion import Conversion, Ignored, Reversal
+from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.lemonsqueezy import LEMONSQUEEZY
-from postback_relay.settings import Settings
 from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import CLICK_ID, RFC4231_DATA, RFC4231_HEX, RFC4231_KEY, Invoker, Reply, run_sample, samples
 
 SECRET = TEST_SOURCE_SECRETS["lemonsqueezy_webhook_secret"]
-SETTINGS = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t"})
+CONTEXT = ParseContext()
 PURCHASE = "lemonsqueezy#orders/1597"
 
 
@@ -126,8 +125,8 @@ def verify(body: bytes, header: str | None, secrets: list[str] | None = None) ->
     LEMONSQUEEZY.verify(body, headers, secrets or [SECRET], 0.0, 300)
 
 
-def parse(payload: dict[str, Any], settings: Settings = SETTINGS) -> Any:
-    return LEMONSQUEEZY.parse(payload, settings)
+def parse(payload: dict[str, Any], context: ParseContext = CONTEXT) -> Any:
+    return LEMONSQUEEZY.parse(payload, context)
 
 
 class TestSignature:
@@ -198,7 +197,7 @@ class TestEvents:
     def test_the_custom_data_key_is_configurable(self) -> None:
         payload = webhook("order_created", ls_order(), click_id=None)
         payload["meta"]["custom_data"] = {"ts": CLICK_ID}
-        custom = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "CLICK_ID_METADATA_KEY": "ts"})
+        custom = ParseContext(click_id_metadata_key="ts")
         assert parse(payload, custom).click_id == CLICK_ID
         assert parse(payload).click_id is None
 
@@ -227,7 +226,7 @@ class TestEvents:
     )
     def test_malformed_bodies_are_refused(self, payload: Any) -> None:
         with pytest.raises(MalformedEvent):
-            LEMONSQUEEZY.parse(payload, SETTINGS)
+            LEMONSQUEEZY.parse(payload, CONTEXT)
 
 
 class TestThroughTheHandler:

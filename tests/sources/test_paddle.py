@@ -16,17 +16,16 @@ import pytest
 from paddle_billing.Notifications import Secret, Verifier
 from paddle_billing.Notifications.PaddleSignature import PaddleSignature
 
-from postback_relay.core.conversion import Conversion, Ignored, Reversal
+from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.paddle import PADDLE, PADDLE_SANDBOX
-from postback_relay.settings import Settings
 from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import CLICK_ID, Invoker, Reply, run_sample, samples
 
 SECRET = TEST_SOURCE_SECRETS["paddle_webhook_secret"]
 SANDBOX_SECRET = TEST_SOURCE_SECRETS["paddle_sandbox_webhook_secret"]
-SETTINGS = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t"})
+CONTEXT = ParseContext()
 TRANSACTION = "txn_01hv8wptq8987qeep44cyrewp9"
 PURCHASE = f"paddle#{TRANSACTION}"
 
@@ -187,7 +186,7 @@ class TestSignature:
 
 
 def parse(event_type: str, data: dict[str, Any], source: Any = PADDLE) -> Any:
-    return source.parse(notification(event_type, data), SETTINGS)
+    return source.parse(notification(event_type, data), CONTEXT)
 
 
 class TestEvents:
@@ -227,7 +226,7 @@ class TestEvents:
     def test_the_custom_data_key_is_configurable(self) -> None:
         data = transaction(click_id=None)
         data["custom_data"] = {"ts": CLICK_ID}
-        custom = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "CLICK_ID_METADATA_KEY": "ts"})
+        custom = ParseContext(click_id_metadata_key="ts")
         assert PADDLE.parse(notification("transaction.completed", data), custom).click_id == CLICK_ID  # type: ignore[union-attr]
 
     def test_sandbox_notifications_are_test_mode_under_their_own_source(self) -> None:
@@ -279,7 +278,7 @@ class TestEvents:
     )
     def test_malformed_notifications_are_refused(self, payload: Any) -> None:
         with pytest.raises(MalformedEvent):
-            PADDLE.parse(payload, SETTINGS)
+            PADDLE.parse(payload, CONTEXT)
 
 
 class TestThroughTheHandler:

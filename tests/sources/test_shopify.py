@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from postback_relay.core.conversion import Conversion, Ignored, Reversal
+from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.shopify import SHOPIFY
-from postback_relay.settings import Settings
 from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import (
@@ -31,7 +30,7 @@ from tests.helpers import (
 )
 
 SECRET = TEST_SOURCE_SECRETS["shopify_webhook_secret"]
-SETTINGS = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t"})
+CONTEXT = ParseContext()
 ORDER_ID = 820982911946154508
 PURCHASE = f"shopify#{ORDER_ID}"
 
@@ -164,40 +163,40 @@ class TestSignature:
 
 class TestEvents:
     def test_a_paid_order_is_a_conversion_of_the_order(self) -> None:
-        event = SHOPIFY.parse(order(), SETTINGS)
+        event = SHOPIFY.parse(order(), CONTEXT)
         assert isinstance(event, Conversion)
         assert (event.identity, event.click_id, event.livemode) == (PURCHASE, CLICK_ID, True)
         assert event.amount is not None and (str(event.amount.amount), event.amount.currency) == ("59.99", "USD")
         assert event.details == {"order_name": "#1001"}
 
     def test_the_click_id_is_read_from_the_landing_site_when_no_cart_attribute_has_it(self) -> None:
-        assert SHOPIFY.parse(order(in_landing_site=True), SETTINGS).click_id == CLICK_ID  # type: ignore[union-attr]
+        assert SHOPIFY.parse(order(in_landing_site=True), CONTEXT).click_id == CLICK_ID  # type: ignore[union-attr]
 
     def test_a_cart_attribute_wins_over_the_landing_site(self) -> None:
         payload = order()
         payload["landing_site"] = "/?click_id=" + "f" * 40
-        assert SHOPIFY.parse(payload, SETTINGS).click_id == CLICK_ID  # type: ignore[union-attr]
+        assert SHOPIFY.parse(payload, CONTEXT).click_id == CLICK_ID  # type: ignore[union-attr]
 
     def test_the_attribute_name_is_the_configured_key(self) -> None:
         payload = order(click_id=None)
         payload["note_attributes"] = [{"name": "ts_click", "value": CLICK_ID}]
-        custom = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "CLICK_ID_METADATA_KEY": "ts_click"})
+        custom = ParseContext(click_id_metadata_key="ts_click")
         assert SHOPIFY.parse(payload, custom).click_id == CLICK_ID  # type: ignore[union-attr]
-        assert SHOPIFY.parse(payload, SETTINGS).click_id is None  # type: ignore[union-attr]
+        assert SHOPIFY.parse(payload, CONTEXT).click_id is None  # type: ignore[union-attr]
 
     @pytest.mark.parametrize("status", ["pending", "authorized", "partially_paid", "voided"])
     def test_an_order_that_is_not_paid_is_ignored(self, status: str) -> None:
-        assert isinstance(SHOPIFY.parse(order(financial_status=status), SETTINGS), Ignored)
+        assert isinstance(SHOPIFY.parse(order(financial_status=status), CONTEXT), Ignored)
 
     def test_a_test_order_is_test_mode(self) -> None:
-        assert SHOPIFY.parse(order(test=True), SETTINGS).livemode is False  # type: ignore[union-attr]
+        assert SHOPIFY.parse(order(test=True), CONTEXT).livemode is False  # type: ignore[union-attr]
 
     def test_a_zero_decimal_currency_is_read_as_sent(self) -> None:
-        event = SHOPIFY.parse(order(total="7500", currency="JPY"), SETTINGS)
+        event = SHOPIFY.parse(order(total="7500", currency="JPY"), CONTEXT)
         assert event.amount is not None and str(event.amount.amount) == "7500"  # type: ignore[union-attr]
 
     def test_a_refund_reverses_its_order_and_sums_what_was_returned(self) -> None:
-        event = SHOPIFY.parse(refund(amount="20.00"), SETTINGS)
+        event = SHOPIFY.parse(refund(amount="20.00"), CONTEXT)
         assert isinstance(event, Reversal)
         assert (event.identities, event.kind) == ((PURCHASE,), "partially_refunded")
         assert event.amount is not None and str(event.amount.amount) == "20.00"
@@ -205,21 +204,21 @@ class TestEvents:
     def test_a_refund_whose_amount_cannot_be_read_is_still_a_reversal(self) -> None:
         payload = refund()
         del payload["transactions"][0]["currency"]
-        event = SHOPIFY.parse(payload, SETTINGS)
+        event = SHOPIFY.parse(payload, CONTEXT)
         assert isinstance(event, Reversal) and event.amount is None
 
     def test_a_refund_that_returned_no_money_is_ignored(self) -> None:
-        assert isinstance(SHOPIFY.parse(refund(status="failure"), SETTINGS), Ignored)
+        assert isinstance(SHOPIFY.parse(refund(status="failure"), CONTEXT), Ignored)
 
     def test_a_cancelled_or_refunded_order_is_a_reversal(self) -> None:
-        cancelled = SHOPIFY.parse(order(cancelled=True, financial_status="refunded"), SETTINGS)
+        cancelled = SHOPIFY.parse(order(cancelled=True, financial_status="refunded"), CONTEXT)
         assert isinstance(cancelled, Reversal) and cancelled.kind == "cancelled"
-        refunded = SHOPIFY.parse(order(financial_status="refunded"), SETTINGS)
+        refunded = SHOPIFY.parse(order(financial_status="refunded"), CONTEXT)
         assert isinstance(refunded, Reversal) and refunded.kind == "refunded"
 
     def test_other_resources_are_ignored(self) -> None:
         customer = {"id": 706405506930370084, "email": "bob@example.com", "orders_count": 1}
-        assert isinstance(SHOPIFY.parse(customer, SETTINGS), Ignored)
+        assert isinstance(SHOPIFY.parse(customer, CONTEXT), Ignored)
 
     @pytest.mark.parametrize(
         "payload",
@@ -235,7 +234,7 @@ class TestEvents:
     )
     def test_malformed_bodies_are_refused(self, payload: Any) -> None:
         with pytest.raises(MalformedEvent):
-            SHOPIFY.parse(payload, SETTINGS)
+            SHOPIFY.parse(payload, CONTEXT)
 
 
 class TestThroughTheHandler:

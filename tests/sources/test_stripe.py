@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 import stripe
 
-from postback_relay.core.conversion import Conversion, Ignored, Reversal
+from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.stripe import STRIPE
-from postback_relay.settings import Settings
 from tests.helpers import (
     CLICK_ID,
     charge_refunded,
@@ -24,7 +23,7 @@ from tests.helpers import (
 )
 
 SECRET = "whsec_unit_test_secret"
-SETTINGS = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t"})
+CONTEXT = ParseContext()
 
 
 def verify(body: bytes, header: str | None, secrets: list[str] | None = None, now: float | None = None) -> None:
@@ -33,7 +32,7 @@ def verify(body: bytes, header: str | None, secrets: list[str] | None = None, no
 
 
 def parse(event_type: str, obj: dict[str, Any], **kwargs: Any) -> Any:
-    return STRIPE.parse(json.loads(stripe_event(event_type, obj, **kwargs)), SETTINGS)
+    return STRIPE.parse(json.loads(stripe_event(event_type, obj, **kwargs)), CONTEXT)
 
 
 class TestSignature:
@@ -138,7 +137,7 @@ class TestEvents:
     def test_the_metadata_key_is_configurable(self) -> None:
         session = checkout_session(click_id=None)
         session["metadata"] = {"ts_click": CLICK_ID}
-        custom = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "CLICK_ID_METADATA_KEY": "ts_click"})
+        custom = ParseContext(click_id_metadata_key="ts_click")
         event = STRIPE.parse(json.loads(stripe_event("checkout.session.completed", session)), custom)
         assert event.click_id == CLICK_ID
         assert parse("checkout.session.completed", session).click_id is None
@@ -205,7 +204,7 @@ class TestEvents:
     )
     def test_malformed_events_are_refused(self, payload: Any) -> None:
         with pytest.raises(MalformedEvent):
-            STRIPE.parse(payload, SETTINGS)
+            STRIPE.parse(payload, CONTEXT)
 
     @pytest.mark.parametrize(
         "change", [{"amount_total": "49"}, {"amount_total": -1}, {"currency": "dollars"}, {"amount_total": True}]

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from postback_relay.core.conversion import Conversion, Ignored, Reversal, lead_code
+from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal, lead_code
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.tracker import TRACKER
 from postback_relay.settings import Settings
@@ -20,7 +20,7 @@ from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import CLICK_ID, Invoker, Reply, run_sample, samples
 
 TOKEN = TEST_SOURCE_SECRETS["postback_token"]
-SETTINGS = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "ACCOUNT_CURRENCY": "USD"})
+CONTEXT = ParseContext()
 
 
 def query(**params: str) -> str:
@@ -32,8 +32,8 @@ def fire(invoke: Invoker, raw_query: str, headers: dict[str, str] | None = None)
     return invoke(b"", headers or {}, path="/postback", method="GET", query=raw_query)
 
 
-def parse(raw_query: str, settings: Settings = SETTINGS) -> Any:
-    return TRACKER.parse(parse_qsl(raw_query, keep_blank_values=True), settings)
+def parse(raw_query: str, context: ParseContext = CONTEXT) -> Any:
+    return TRACKER.parse(parse_qsl(raw_query, keep_blank_values=True), context)
 
 
 def verify(raw_query: str, headers: dict[str, str] | None = None, secrets: list[str] | None = None) -> None:
@@ -115,10 +115,11 @@ class TestPostbacks:
 
     def test_the_approved_statuses_are_configurable(self) -> None:
         settings = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "POSTBACK_APPROVED_STATUSES": "Lead, ok"})
-        assert isinstance(parse(query(status="lead"), settings), Conversion)
-        assert isinstance(parse(query(status="OK"), settings), Conversion)
-        assert isinstance(parse(query(status="approved"), settings), Ignored)
-        assert isinstance(parse(query(), settings), Conversion)
+        context = ParseContext(postback_approved_statuses=settings.postback_approved_statuses)
+        assert isinstance(parse(query(status="lead"), context), Conversion)
+        assert isinstance(parse(query(status="OK"), context), Conversion)
+        assert isinstance(parse(query(status="approved"), context), Ignored)
+        assert isinstance(parse(query(), context), Conversion)
 
     @pytest.mark.parametrize(
         ("status", "kind"),

@@ -12,16 +12,15 @@ from typing import Any
 
 import pytest
 
-from postback_relay.core.conversion import Conversion, Ignored, Reversal
+from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.woocommerce import WOOCOMMERCE
-from postback_relay.settings import Settings
 from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import CLICK_ID, RFC4231_BASE64, RFC4231_DATA, RFC4231_KEY, Invoker, Reply, run_sample, samples
 
 SECRET = TEST_SOURCE_SECRETS["woocommerce_webhook_secret"]
-SETTINGS = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t"})
+CONTEXT = ParseContext()
 ORDER_KEY = "wc_order_kzv8T1r6Qf3mB"
 PURCHASE = f"woocommerce#727:{ORDER_KEY}"
 SESSION_ENTRY = "_wc_order_attribution_session_entry"
@@ -162,41 +161,41 @@ class TestSignature:
 
 class TestEvents:
     def test_a_processing_order_is_a_conversion_of_the_order(self) -> None:
-        event = WOOCOMMERCE.parse(wc_order(), SETTINGS)
+        event = WOOCOMMERCE.parse(wc_order(), CONTEXT)
         assert isinstance(event, Conversion)
         assert (event.identity, event.click_id, event.event_type) == (PURCHASE, CLICK_ID, "order.processing")
         assert event.amount is not None and (str(event.amount.amount), event.amount.currency) == ("34.99", "USD")
 
     def test_a_completed_order_is_the_same_conversion(self) -> None:
-        assert WOOCOMMERCE.parse(wc_order(status="completed"), SETTINGS).identity == PURCHASE  # type: ignore[union-attr]
+        assert WOOCOMMERCE.parse(wc_order(status="completed"), CONTEXT).identity == PURCHASE  # type: ignore[union-attr]
 
     @pytest.mark.parametrize("status", ["pending", "on-hold", "failed", "checkout-draft", "trash"])
     def test_orders_that_are_not_paid_are_ignored(self, status: str) -> None:
-        assert isinstance(WOOCOMMERCE.parse(wc_order(status=status), SETTINGS), Ignored)
+        assert isinstance(WOOCOMMERCE.parse(wc_order(status=status), CONTEXT), Ignored)
 
     def test_the_click_id_is_read_from_order_attributions_landing_url_when_no_meta_has_it(self) -> None:
-        event = WOOCOMMERCE.parse(wc_order(in_session_entry=True), SETTINGS)
+        event = WOOCOMMERCE.parse(wc_order(in_session_entry=True), CONTEXT)
         assert event.click_id == CLICK_ID  # type: ignore[union-attr]
 
     def test_the_meta_key_is_configurable(self) -> None:
         payload = wc_order(click_id=None)
         payload["meta_data"].append({"id": 9, "key": "_ts_click_id", "value": CLICK_ID})
-        custom = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "CLICK_ID_METADATA_KEY": "_ts_click_id"})
+        custom = ParseContext(click_id_metadata_key="_ts_click_id")
         assert WOOCOMMERCE.parse(payload, custom).click_id == CLICK_ID  # type: ignore[union-attr]
-        assert WOOCOMMERCE.parse(payload, SETTINGS).click_id is None  # type: ignore[union-attr]
+        assert WOOCOMMERCE.parse(payload, CONTEXT).click_id is None  # type: ignore[union-attr]
 
     def test_two_shops_order_numbers_do_not_collide(self) -> None:
-        other = WOOCOMMERCE.parse(wc_order(order_key="wc_order_OtherShop123"), SETTINGS)
+        other = WOOCOMMERCE.parse(wc_order(order_key="wc_order_OtherShop123"), CONTEXT)
         assert other.identity != PURCHASE  # type: ignore[union-attr]
 
     @pytest.mark.parametrize(("status", "kind"), [("refunded", "refunded"), ("cancelled", "cancelled")])
     def test_refunded_and_cancelled_orders_are_reversals(self, status: str, kind: str) -> None:
-        event = WOOCOMMERCE.parse(wc_order(status=status), SETTINGS)
+        event = WOOCOMMERCE.parse(wc_order(status=status), CONTEXT)
         assert isinstance(event, Reversal) and (event.identities, event.kind) == ((PURCHASE,), kind)
 
     @pytest.mark.parametrize("payload", [{"id": 727}, {"action": "woocommerce_order_status_changed", "arg": 727}])
     def test_deleted_orders_and_action_topics_are_ignored(self, payload: dict[str, Any]) -> None:
-        assert isinstance(WOOCOMMERCE.parse(payload, SETTINGS), Ignored)
+        assert isinstance(WOOCOMMERCE.parse(payload, CONTEXT), Ignored)
 
     @pytest.mark.parametrize(
         "payload",
@@ -204,7 +203,7 @@ class TestEvents:
     )
     def test_malformed_bodies_are_refused(self, payload: Any) -> None:
         with pytest.raises(MalformedEvent):
-            WOOCOMMERCE.parse(payload, SETTINGS)
+            WOOCOMMERCE.parse(payload, CONTEXT)
 
 
 class TestThroughTheHandler:

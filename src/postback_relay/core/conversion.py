@@ -121,6 +121,25 @@ class Ignored(NamedTuple):
 
 
 ParsedEvent = Conversion | Reversal | Link | Ignored
+# Why a $0 payment is no conversion, whether a source sees it (Stripe's $0 session) or the lifecycle decides it.
+ZERO_VALUE = "a $0 payment is never a sale"
+
+# Tracker postback statuses that count as a conversion (besides none at all) when POSTBACK_APPROVED_STATUSES is
+# not set: Keitaro's `sale` (payout confirmed) and `rebill` (upsell), RedTrack's `approved`, Binom's usual
+# `approve`, Affise's system value `1` (Approved), and the words CPA networks use for a paid conversion. See
+# platforms/tracker.py for the sources and the other statuses.
+DEFAULT_APPROVED_STATUSES = ("approved", "approve", "confirmed", "sale", "rebill", "completed", "paid", "1")
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """The settings a source's ``parse`` reads, and only those: a platform module then needs neither the
+    whole ``Settings`` (with its TrafficStars options) nor a table and a secret to be tested. The relay builds
+    it once from its settings; the defaults are the settings' own."""
+
+    click_id_metadata_key: str = "click_id"  # CLICK_ID_METADATA_KEY: where a platform's metadata keeps the click id
+    account_currency: str = "USD"  # ACCOUNT_CURRENCY: a tracker postback's currency when it names none
+    postback_approved_statuses: frozenset[str] = frozenset(DEFAULT_APPROVED_STATUSES)  # POSTBACK_APPROVED_STATUSES
 
 
 def normalize_click_id(raw: object) -> str | None:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from postback_relay.core.conversion import Conversion, GoalKind
+from postback_relay.core.conversion import ZERO_VALUE, Conversion, GoalKind
 
-ZERO_VALUE = "a $0 payment is never a sale"
+__all__ = ["ZERO_VALUE", "Counted", "Decision", "LifecyclePolicy", "NotCounted", "UpgradePolicy", "decide"]
 UpgradePolicy = Literal["nothing", "renewal"]
 
 

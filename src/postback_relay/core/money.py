@@ -1,5 +1,6 @@
-"""Money: minor units, ISO 4217 exponents (with each platform's quirks), FX to the account currency,
-the value policy and the network's accepted range (a parameter). Pure functions over ``Decimal``; no floats."""
+"""Money: minor units, ISO 4217 exponents (a platform's own table, such as Stripe's, lives in its module), FX
+to the account currency, the value policy and the network's accepted range (a parameter). Pure functions over
+``Decimal``; no floats."""
 
 from __future__ import annotations
 
@@ -35,10 +36,6 @@ ISO_EXPONENTS: Mapping[str, int] = {
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
     **dict.fromkeys(["CLF", "UYW"], 4),
 }
-
-# Stripe's own table (docs.stripe.com/currencies): MGA is zero-decimal at Stripe but 2 in ISO; ISK amounts are
-# sent "with two decimals" although ISO gives it 0. Everything else follows ISO.
-STRIPE_EXPONENTS: Mapping[str, int] = {**ISO_EXPONENTS, "MGA": 0, "ISK": 2}
 
 CENT = Decimal("0.01")
 

@@ -13,7 +13,8 @@ from typing import Any
 from postback_relay.aws.errors import error_code
 from postback_relay.aws.secrets import RelaySecrets
 from postback_relay.networks.trafficstars import DEFAULT_URL as DEFAULT_TRAFFICSTARS_URL
-from postback_relay.platforms import ROUTED
+from postback_relay.ops import local_run
+from postback_relay.platforms import ROUTED, route_name
 
 STACK_ENV = "POSTBACK_RELAY_STACK"
 DEFAULT_STACK = "postback-relay"
@@ -61,11 +62,9 @@ class Deployment:
         RETRY_QUEUE_URL and DEAD_LETTER_QUEUE_URL when set, else found by the names `make run` gives them).
         OperatorError for a stack deployed before the retry queue existed."""
         if self.local and not self.retry_queue_url:
-            from postback_relay_dev import defaults
-
             sqs = self.client("sqs")
             retry, dead_letter = (
-                str(sqs.get_queue_url(QueueName=f"{defaults.QUEUE_PREFIX}-{suffix}")["QueueUrl"])
+                str(sqs.get_queue_url(QueueName=f"{local_run.QUEUE_PREFIX}-{suffix}")["QueueUrl"])
                 for suffix in ("retry", "dlq")
             )
             return retry, dead_letter
@@ -116,9 +115,7 @@ def local_deployment() -> Deployment:
     holds the two equal), so the routed sources are ROUTED's."""
     import boto3
 
-    from postback_relay_dev import defaults
-
-    endpoint = f"http://{defaults.HOST}:{defaults.port('MOTO_PORT', 5005)}"
+    endpoint = f"http://{local_run.HOST}:{local_run.port('MOTO_PORT', 5005)}"
     region = os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     # moto accepts any credentials; the operator's real ones never go to the local run.
     session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=region)  # noqa: S106
@@ -127,20 +124,20 @@ def local_deployment() -> Deployment:
     trafficstars_url = os.environ.get("TRAFFICSTARS_URL")
     ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
     if not trafficstars_url:
-        trafficstars_url = f"https://{defaults.HOST}:{defaults.port('SANDBOX_PORT', 8443)}/api/v1/cpa/action"
+        trafficstars_url = f"https://{local_run.HOST}:{local_run.port('SANDBOX_PORT', 8443)}/api/v1/cpa/action"
         ca_file = Path(os.environ.get("LOCAL_STATE_DIR", ".local")) / "tls" / "ca.pem"
         ca_bundle = str(ca_file) if ca_file.is_file() else None
     return Deployment(
         label=f"the local run (moto at {endpoint})",
         session=session,
         region=region,
-        table_name=defaults.TABLE_NAME,
-        secret_id=defaults.SECRET_ID,
+        table_name=local_run.TABLE_NAME,
+        secret_id=local_run.SECRET_ID,
         trafficstars_url=trafficstars_url.rstrip("/"),
         sources=tuple(ROUTED),
         local=True,
         endpoint_url=endpoint,
-        api_base_url=f"http://{defaults.HOST}:{defaults.port('PORT', 3000)}",
+        api_base_url=f"http://{local_run.HOST}:{local_run.port('PORT', 3000)}",
         ca_bundle=ca_bundle,
         retry_queue_url=os.environ.get("RETRY_QUEUE_URL") or None,
         dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL") or None,
@@ -188,11 +185,7 @@ def stack_deployment(stack_name: str, region: str | None, profile: str | None) -
             f"stack {stack_name} is not a postback-relay stack (no ConversionsTableName output or SecretArn)",
             "pass --stack with the name of the stack `sam deploy` created for postback-relay",
         )
-    routed = {
-        url.rstrip("/").rsplit("/", 1)[-1]
-        for key, url in outputs.items()
-        if key.endswith(("WebhookUrl", "PostbackUrl"))
-    }
+    routed = {route_name(url) for key, url in outputs.items() if key.endswith(("WebhookUrl", "PostbackUrl"))}
     return Deployment(
         label=label,
         session=session,

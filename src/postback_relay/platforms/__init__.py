@@ -1,7 +1,11 @@
-"""One module per platform. A source says only how the platform signs, which events count and where the
-click id and amount are; everything after parsing is shared code."""
+"""One module per platform, and the one registry of them. A source says how the platform signs (``sign`` and
+``verify``, side by side), which events count, where the click id and amount are, and its secret's field and
+demo value; everything after parsing is shared code, and everything else that names a platform (the local
+run's secret, the CLI's signers, the tests' canaries) is derived from ``ROUTED``."""
 
 from __future__ import annotations
+
+import time
 
 from postback_relay.platforms.base import WebhookSource
 from postback_relay.platforms.lemonsqueezy import LEMONSQUEEZY
@@ -20,4 +24,17 @@ POSTBACK_SOURCE: WebhookSource = TRACKER
 # Every source by the last segment of its route (what the template's outputs and the operator CLI name).
 ROUTED: dict[str, WebhookSource] = {**SOURCES, "postback": POSTBACK_SOURCE}
 
-__all__ = ["POSTBACK_SOURCE", "ROUTED", "SOURCES", "WebhookSource"]
+
+def route_name(path: str) -> str:
+    """The ``ROUTED`` name a route's path or URL ends in: ``/webhooks/stripe`` is ``stripe``, ``…/postback``
+    is ``postback`` (whether anything is routed there is the caller's question)."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def sign(route: str, body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """The signature headers the source routed at ``route`` sends with ``body``, timestamped now unless
+    ``timestamp`` is given."""
+    return ROUTED[route].sign(body, secret, int(time.time()) if timestamp is None else timestamp)
+
+
+__all__ = ["POSTBACK_SOURCE", "ROUTED", "SOURCES", "WebhookSource", "route_name", "sign"]

@@ -1,4 +1,6 @@
-"""What a webhook source is, the errors it raises, and the constant-time HMAC helpers every source shares."""
+"""What a webhook source is, the errors it raises, and the HMAC helpers every source shares: the same digest
+signs (`make send`, the operator CLI's `sign`, the tests) and verifies (constant-time), as svix and Standard
+Webhooks keep signing and verifying in one class."""
 
 from __future__ import annotations
 
@@ -10,9 +12,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
-from postback_relay.core.conversion import ParsedEvent
+from postback_relay.core.conversion import ParseContext, ParsedEvent
 from postback_relay.core.money import ISO_EXPONENTS, Money, from_minor_units
-from postback_relay.settings import Settings
 
 MAX_TIMESTAMP_DIGITS = 12  # epoch seconds until the year 33658: anything longer is no plausible timestamp
 
@@ -34,13 +35,22 @@ class WebhookSource(Protocol):
 
     name: str
     secret_field: str  # the key of this source's signing secret in the relay's Secrets Manager JSON
+    # The local run's value of that field (`make run`; the field's name in upper case overrides it): a demo value.
+    demo_secret: str
+    # True when the signature header is the secret itself (a tracker's token): such a signed request is sent,
+    # never written into an event file.
+    signature_carries_secret: bool
 
     def verify(
         self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
     ) -> None:
         """Raise SignatureError unless ``raw_body`` is signed with one of ``secrets``."""
 
-    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+    def sign(self, body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+        """The headers the platform would send with ``body`` signed with ``secret`` at ``timestamp`` (epoch
+        seconds; sources that sign no timestamp ignore it): what ``verify`` accepts."""
+
+    def parse(self, payload: Any, context: ParseContext) -> ParsedEvent:
         """Map a verified, JSON-decoded event to a conversion, a reversal or an ignored event."""
 
 
@@ -55,6 +65,16 @@ class AnswersPings(Protocol):
 def hmac_sha256(secret: str, message: bytes) -> bytes:
     """HMAC-SHA256 digest of ``message`` keyed with the UTF-8 bytes of ``secret``."""
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+
+
+def hex_hmac(secret: str, message: bytes) -> str:
+    """The lower-case hex HMAC-SHA256 of ``message`` (Stripe, Paddle, Lemon Squeezy)."""
+    return hmac_sha256(secret, message).hex()
+
+
+def base64_hmac(secret: str, message: bytes) -> str:
+    """The base64 HMAC-SHA256 of ``message`` (Shopify, WooCommerce)."""
+    return base64.b64encode(hmac_sha256(secret, message)).decode("ascii")
 
 
 def timestamped_signatures(
@@ -88,7 +108,7 @@ def matches_hex(secrets: Sequence[str], message: bytes, signatures: Sequence[str
     candidates = [signature.strip().lower().encode("ascii", "replace") for signature in signatures]
     found = False
     for secret in secrets:
-        expected = hmac_sha256(secret, message).hex().encode("ascii")
+        expected = hex_hmac(secret, message).encode("ascii")
         for candidate in candidates:
             found |= hmac.compare_digest(expected, candidate)
     return found
@@ -99,8 +119,33 @@ def matches_base64(secrets: Sequence[str], message: bytes, signature: str) -> bo
     candidate = signature.strip().encode("ascii", "replace")
     found = False
     for secret in secrets:
-        found |= hmac.compare_digest(base64.b64encode(hmac_sha256(secret, message)), candidate)
+        found |= hmac.compare_digest(base64_hmac(secret, message).encode("ascii"), candidate)
     return found
+
+
+def require_base64_hmac(
+    headers: Mapping[str, str], header_name: str, secrets: Sequence[str], body: bytes, aliases: Sequence[str] = ()
+) -> None:
+    """SignatureError unless header ``header_name`` (or the first of ``aliases`` present; names as the platform
+    spells them, looked up in lower case) is the base64 HMAC of ``body`` under a secret (Shopify, WooCommerce)."""
+    signature = _header(headers, header_name, aliases)
+    if not matches_base64(secrets, body, signature):
+        raise SignatureMismatch(f"{header_name} does not match the configured secret")
+
+
+def require_hex_hmac(headers: Mapping[str, str], header_name: str, secrets: Sequence[str], body: bytes) -> None:
+    """SignatureError unless header ``header_name`` is the hex HMAC of ``body`` under a secret (Lemon Squeezy)."""
+    if not matches_hex(secrets, body, [_header(headers, header_name)]):
+        raise SignatureMismatch(f"{header_name} does not match the configured secret")
+
+
+def _header(headers: Mapping[str, str], header_name: str, aliases: Sequence[str] = ()) -> str:
+    """The first non-empty value among the header and its aliases, or SignatureError naming the header."""
+    for name in (header_name, *aliases):
+        value = headers.get(name.lower())
+        if value:
+            return value
+    raise SignatureError(f"missing {header_name} header")
 
 
 def matches_token(secrets: Sequence[str], tokens: Sequence[str]) -> bool:
@@ -135,9 +180,12 @@ def major_amount(amount: Any, currency: Any, where: str) -> Money:
     return Money(value, currency_code(currency, f"the currency of {where}"))
 
 
-def minor_amount(amount: Any, currency: Any, where: str, table: Mapping[str, int] = ISO_EXPONENTS) -> Money:
-    """A non-negative amount in minor units, sent as an integer (Lemon Squeezy) or a digit string (Paddle)."""
-    if isinstance(amount, str) and amount.isascii() and amount.isdigit():
+def minor_amount(
+    amount: Any, currency: Any, where: str, table: Mapping[str, int] = ISO_EXPONENTS, integer_only: bool = False
+) -> Money:
+    """A non-negative amount in minor units, sent as an integer (Lemon Squeezy, Stripe: ``integer_only``) or a
+    digit string (Paddle), in a currency whose exponent ``table`` gives."""
+    if not integer_only and isinstance(amount, str) and amount.isascii() and amount.isdigit():
         amount = int(amount)
     if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
         raise MalformedEvent(f"{where} must be a non-negative integer amount in minor units")

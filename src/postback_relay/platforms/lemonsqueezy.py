@@ -25,6 +25,7 @@ from postback_relay.core.conversion import (
     GoalKind,
     Ignored,
     Link,
+    ParseContext,
     ParsedEvent,
     PaymentKind,
     Reversal,
@@ -34,15 +35,13 @@ from postback_relay.core.conversion import (
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import (
     MalformedEvent,
-    SignatureError,
-    SignatureMismatch,
     dig,
-    matches_hex,
+    hex_hmac,
     minor_amount,
+    require_hex_hmac,
 )
-from postback_relay.settings import Settings
 
-SIGNATURE_HEADER = "x-signature"
+SIGNATURE_HEADER = "X-Signature"
 # A subscription invoice's billing_reason (the Subscription Invoice object,
 # https://docs.lemonsqueezy.com/api/subscription-invoices): `initial` is the first payment, counted by its
 # order_created; `renewal` a later cycle (after a trial, the first paid one); `updated` a plan change's charge.
@@ -55,37 +54,39 @@ class LemonSqueezySource:
 
     name = "lemonsqueezy"
     secret_field = "lemonsqueezy_webhook_secret"  # noqa: S105 - the name of a field, not a secret
+    demo_secret = "ls_local_demo_secret"  # noqa: S105 - the local run's demo value
+    signature_carries_secret = False
 
     def verify(
         self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
     ) -> None:
         """Check the hex HMAC-SHA256 of the raw body (Lemon Squeezy signs no timestamp)."""
-        signature = headers.get(SIGNATURE_HEADER)
-        if not signature:
-            raise SignatureError("missing X-Signature header")
-        if not matches_hex(secrets, raw_body, [signature]):
-            raise SignatureMismatch("X-Signature does not match the configured secret")
+        require_hex_hmac(headers, SIGNATURE_HEADER, secrets, raw_body)
 
-    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+    def sign(self, body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+        """X-Signature: hex HMAC-SHA256 of the body (no timestamp is signed)."""
+        return {SIGNATURE_HEADER: hex_hmac(secret, body)}
+
+    def parse(self, payload: Any, context: ParseContext) -> ParsedEvent:
         """A paid order or a renewal payment is a conversion; a refund of either a reversal."""
         event_name, meta, data_type, data_id, attributes = _envelope(payload)
         if event_name == "order_created":
             _expect_type(data_type, "orders")
-            return self._conversion(event_name, meta, data_type, data_id, attributes, settings, "purchase")
+            return self._conversion(event_name, meta, data_type, data_id, attributes, context, "purchase")
         if event_name == "subscription_payment_success":
             _expect_type(data_type, "subscription-invoices")
             reason = attributes.get("billing_reason")
             payment = INVOICE_REASONS.get(str(reason))
             if payment is None:
                 return Ignored(event_name, f"billing_reason is {reason!r}: the first payment is its order")
-            conversion = self._conversion(event_name, meta, data_type, data_id, attributes, settings, "renewal")
+            conversion = self._conversion(event_name, meta, data_type, data_id, attributes, context, "renewal")
             subscription = _digits(attributes.get("subscription_id"))
             if isinstance(conversion, Conversion):
                 return replace(conversion, payment=payment, subscription=subscription)
             return conversion
         if event_name == "subscription_created":
             _expect_type(data_type, "subscriptions")
-            return self._subscription(event_name, meta, data_id, attributes, settings)
+            return self._subscription(event_name, meta, data_id, attributes, context)
         if event_name in REFUND_EVENTS:
             _expect_type(data_type, REFUND_EVENTS[event_name])
             kind: ReversalKind = "partially_refunded" if attributes.get("status") == "partial_refund" else "refunded"
@@ -101,12 +102,12 @@ class LemonSqueezySource:
         data_type: str,
         data_id: str,
         attributes: dict[str, Any],
-        settings: Settings,
+        context: ParseContext,
         goal: GoalKind,
     ) -> ParsedEvent:
         if attributes.get("status") != "paid":
             return Ignored(event_name, f"status is {attributes.get('status')!r}, not paid")
-        click_id, raw_click_id, livemode = _click_and_livemode(meta, attributes, settings)
+        click_id, raw_click_id, livemode = _click_and_livemode(meta, attributes, context)
         return Conversion(
             source=self.name,
             purchase_id=f"{data_type}/{data_id}",
@@ -121,12 +122,12 @@ class LemonSqueezySource:
         )
 
     def _subscription(
-        self, event_name: str, meta: dict[str, Any], data_id: str, attributes: dict[str, Any], settings: Settings
+        self, event_name: str, meta: dict[str, Any], data_id: str, attributes: dict[str, Any], context: ParseContext
     ) -> ParsedEvent:
         """`subscription_created`, sent beside the first order: on a trial it is the trial starting (the order
         is $0); otherwise it says the order is the subscription's first paid payment, so its renewals, which
         may lack the custom data, are attributed and counted as renewals."""
-        click_id, raw_click_id, livemode = _click_and_livemode(meta, attributes, settings)
+        click_id, raw_click_id, livemode = _click_and_livemode(meta, attributes, context)
         if attributes.get("status") == "on_trial":
             return Conversion(
                 source=self.name,
@@ -150,10 +151,10 @@ class LemonSqueezySource:
 
 
 def _click_and_livemode(
-    meta: dict[str, Any], attributes: dict[str, Any], settings: Settings
+    meta: dict[str, Any], attributes: dict[str, Any], context: ParseContext
 ) -> tuple[str | None, str | None, bool]:
     """The click id (valid, and raw) from `meta.custom_data`, and whether the event is live (not test mode)."""
-    click_id, raw_click_id = pick_click_id([dig(meta, "custom_data", settings.click_id_metadata_key)])
+    click_id, raw_click_id = pick_click_id([dig(meta, "custom_data", context.click_id_metadata_key)])
     test_mode = meta.get("test_mode") is True or attributes.get("test_mode") is True
     return click_id, raw_click_id, not test_mode
 

@@ -13,6 +13,7 @@ from typing import Any
 from postback_relay.core.conversion import (
     Conversion,
     Ignored,
+    ParseContext,
     ParsedEvent,
     PaymentKind,
     Reversal,
@@ -24,11 +25,11 @@ from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureMismatch,
     dig,
+    hex_hmac,
     matches_hex,
     minor_amount,
     timestamped_signatures,
 )
-from postback_relay.settings import Settings
 
 SIGNATURE_HEADER = "paddle-signature"
 # A transaction's `origin` (paddle-python-sdk Entities/Shared/TransactionOrigin.py) → the payment's moment.
@@ -48,9 +49,12 @@ ADJUSTMENT_KINDS: dict[str, ReversalKind] = {"chargeback": "charged_back", "char
 class PaddleSource:
     """Paddle Billing notifications (API version 1), live or sandbox."""
 
-    def __init__(self, name: str, secret_field: str, livemode: bool) -> None:
+    signature_carries_secret = False
+
+    def __init__(self, name: str, secret_field: str, demo_secret: str, livemode: bool) -> None:
         self.name = name
         self.secret_field = secret_field
+        self.demo_secret = demo_secret
         self.livemode = livemode
 
     def verify(
@@ -61,24 +65,28 @@ class PaddleSource:
         less than a cold start plus clock skew; the relay's SIGNATURE_TOLERANCE_SECONDS applies instead."""
         header = headers.get(SIGNATURE_HEADER)
         timestamp, signatures = timestamped_signatures(header, "Paddle-Signature", ";", "ts", "h1", now, tolerance)
-        if not matches_hex(secrets, timestamp.encode("ascii") + b":" + raw_body, signatures):
+        if not matches_hex(secrets, _signed_payload(timestamp, raw_body), signatures):
             raise SignatureMismatch("no Paddle-Signature h1 matches the configured secret")
 
-    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+    def sign(self, body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+        """Paddle-Signature: ts={timestamp};h1={hex HMAC-SHA256 of "{timestamp}:{body}"}."""
+        return {"Paddle-Signature": f"ts={timestamp};h1={hex_hmac(secret, _signed_payload(str(timestamp), body))}"}
+
+    def parse(self, payload: Any, context: ParseContext) -> ParsedEvent:
         """`transaction.completed` is a conversion (a renewal when the subscription billed it); an approved
         refund or chargeback adjustment is a reversal of its transaction; everything else is ignored."""
         event_id, event_type, data = _envelope(payload)
         if event_type == "transaction.completed":
-            return self._transaction(event_id, event_type, data, settings)
+            return self._transaction(event_id, event_type, data, context)
         if event_type in ("adjustment.created", "adjustment.updated"):
             return self._adjustment(event_id, event_type, data)
         return Ignored(event_type, "not a conversion event")
 
-    def _transaction(self, event_id: str, event_type: str, data: dict[str, Any], settings: Settings) -> ParsedEvent:
+    def _transaction(self, event_id: str, event_type: str, data: dict[str, Any], context: ParseContext) -> ParsedEvent:
         if data.get("status") != "completed":
             return Ignored(event_type, f"status is {data.get('status')!r}, not completed")
         custom_data = data.get("custom_data")
-        click_id, raw_click_id = pick_click_id([dig(custom_data, settings.click_id_metadata_key)])
+        click_id, raw_click_id = pick_click_id([dig(custom_data, context.click_id_metadata_key)])
         origin = data.get("origin")
         subscription = data.get("subscription_id")
         subscription = subscription if isinstance(subscription, str) and subscription.startswith("sub_") else None
@@ -116,6 +124,11 @@ class PaddleSource:
         return Reversal(self.name, (transaction,), event_id, event_type, kind, amount)
 
 
+def _signed_payload(timestamp: str, body: bytes) -> bytes:
+    """What Paddle's signature covers: the timestamp, a colon, and the raw body."""
+    return timestamp.encode("ascii") + b":" + body
+
+
 def _envelope(payload: Any) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(payload, dict):
         raise MalformedEvent("a Paddle notification is a JSON object")
@@ -141,5 +154,7 @@ def _grand_total(data: dict[str, Any]) -> Money | None:
     return minor_amount(totals.get("grand_total"), currency, "data.details.totals.grand_total")
 
 
-PADDLE = PaddleSource("paddle", "paddle_webhook_secret", livemode=True)
-PADDLE_SANDBOX = PaddleSource("paddle-sandbox", "paddle_sandbox_webhook_secret", livemode=False)
+PADDLE = PaddleSource("paddle", "paddle_webhook_secret", "pdl_ntfset_local_demo_secret", livemode=True)
+PADDLE_SANDBOX = PaddleSource(
+    "paddle-sandbox", "paddle_sandbox_webhook_secret", "pdl_ntfset_local_demo_sandbox_secret", livemode=False
+)

@@ -12,21 +12,29 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from postback_relay.core.conversion import Conversion, Ignored, ParsedEvent, Reversal, ReversalKind, pick_click_id
+from postback_relay.core.conversion import (
+    Conversion,
+    Ignored,
+    ParseContext,
+    ParsedEvent,
+    Reversal,
+    ReversalKind,
+    pick_click_id,
+)
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureError,
-    SignatureMismatch,
+    base64_hmac,
     major_amount,
-    matches_base64,
     named_value,
+    require_base64_hmac,
     url_parameter,
 )
-from postback_relay.settings import Settings
 
+SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
 # The newer "Events" delivery sends the same headers without the X- prefix.
-SIGNATURE_HEADERS = ("x-shopify-hmac-sha256", "shopify-hmac-sha256")
+SIGNATURE_HEADER_ALIASES = ("Shopify-Hmac-Sha256",)
 REVERSED_STATUSES: Mapping[str, ReversalKind] = {"refunded": "refunded", "partially_refunded": "partially_refunded"}
 # Shopify Payments disputes (`disputes/create`, `disputes/update`; the Dispute resource of the Admin API, fixture
 # shopify_python_api test/fixtures/dispute.json): `type` chargeback or inquiry; `status` needs_response,
@@ -47,21 +55,23 @@ class ShopifySource:
 
     name = "shopify"
     secret_field = "shopify_webhook_secret"  # noqa: S105 - the name of a field, not a secret
+    demo_secret = "shpss_local_demo_secret"  # noqa: S105 - the local run's demo value
+    signature_carries_secret = False
 
     def verify(
         self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
     ) -> None:
         """Check the base64 HMAC-SHA256 of the raw body. Shopify signs no timestamp, so there is no window;
         a replayed delivery is a duplicate of its order and changes nothing."""
-        signature = next((headers[name] for name in SIGNATURE_HEADERS if headers.get(name)), None)
-        if not signature:
-            raise SignatureError("missing X-Shopify-Hmac-Sha256 header")
         if not raw_body:
             raise SignatureError("an empty body cannot be a Shopify webhook")
-        if not matches_base64(secrets, raw_body, signature):
-            raise SignatureMismatch("X-Shopify-Hmac-Sha256 does not match the configured secret")
+        require_base64_hmac(headers, SIGNATURE_HEADER, secrets, raw_body, SIGNATURE_HEADER_ALIASES)
 
-    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+    def sign(self, body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+        """X-Shopify-Hmac-Sha256: base64 HMAC-SHA256 of the body (no timestamp is signed)."""
+        return {SIGNATURE_HEADER: base64_hmac(secret, body)}
+
+    def parse(self, payload: Any, context: ParseContext) -> ParsedEvent:
         """A paid order is a conversion; a refund, a refunded or a cancelled order a reversal; the rest ignored."""
         if not isinstance(payload, dict):
             raise MalformedEvent("a Shopify webhook body is a JSON object")
@@ -80,7 +90,7 @@ class ShopifySource:
             return Reversal("shopify", (order_id,), event_id, f"order.{status}", REVERSED_STATUSES[status])
         if status != "paid":
             return Ignored("order", f"financial_status is {status!r}, not paid")
-        key = settings.click_id_metadata_key
+        key = context.click_id_metadata_key
         click_id, raw_click_id = pick_click_id(
             [named_value(payload.get("note_attributes"), key), url_parameter(payload.get("landing_site"), key)]
         )

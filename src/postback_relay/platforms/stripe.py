@@ -20,26 +20,31 @@ from dataclasses import replace
 from typing import Any
 
 from postback_relay.core.conversion import (
+    ZERO_VALUE,
     Conversion,
     Ignored,
     Link,
+    ParseContext,
     ParsedEvent,
     PaymentKind,
     Reversal,
     ReversalKind,
     pick_click_id,
 )
-from postback_relay.core.lifecycle import ZERO_VALUE
-from postback_relay.core.money import STRIPE_EXPONENTS, Money, from_minor_units
+from postback_relay.core.money import ISO_EXPONENTS, Money
 from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureMismatch,
     dig,
+    hex_hmac,
     matches_hex,
+    minor_amount,
     timestamped_signatures,
 )
-from postback_relay.settings import Settings
 
+# Stripe's own table (docs.stripe.com/currencies): MGA is zero-decimal at Stripe but 2 in ISO; ISK amounts are
+# sent "with two decimals" although ISO gives it 0. Everything else follows ISO.
+STRIPE_EXPONENTS: Mapping[str, int] = {**ISO_EXPONENTS, "MGA": 0, "ISK": 2}
 CHECKOUT_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 # invoice.billing_reason → the payment's moment (https://docs.stripe.com/api/invoices/object#invoice_object-
 # billing_reason): `subscription_update` is a proration or upgrade; `subscription_threshold` a usage bill.
@@ -57,6 +62,8 @@ class StripeSource:
 
     name = "stripe"
     secret_field = "stripe_webhook_secret"  # noqa: S105 - the name of a field, not a secret
+    demo_secret = "whsec_local_demo_secret"  # noqa: S105 - the local run's demo value
+    signature_carries_secret = False
 
     def verify(
         self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
@@ -65,15 +72,19 @@ class StripeSource:
         and |now - t| within the tolerance (both ways: Stripe's SDK only rejects old timestamps)."""
         header = headers.get("stripe-signature")
         timestamp, signatures = timestamped_signatures(header, "Stripe-Signature", ",", "t", "v1", now, tolerance)
-        if not matches_hex(secrets, timestamp.encode("ascii") + b"." + raw_body, signatures):
+        if not matches_hex(secrets, _signed_payload(timestamp, raw_body), signatures):
             raise SignatureMismatch("no Stripe-Signature v1 matches the configured secret")
 
-    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+    def sign(self, body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+        """Stripe-Signature: t={timestamp},v1={hex HMAC-SHA256 of "{timestamp}.{body}"}."""
+        return {"Stripe-Signature": f"t={timestamp},v1={hex_hmac(secret, _signed_payload(str(timestamp), body))}"}
+
+    def parse(self, payload: Any, context: ParseContext) -> ParsedEvent:
         """Map a Stripe event to a payment (Checkout, invoice, PaymentIntent) of its lifecycle moment, a
         link (another id of an invoice's payment), a reversal, or ignored."""
         event_id, event_type, obj = _envelope(payload)
         livemode = payload.get("livemode") is not False
-        key = settings.click_id_metadata_key
+        key = context.click_id_metadata_key
         if event_type in CHECKOUT_EVENTS:
             return _checkout(event_id, event_type, obj, key, livemode)
         if event_type == "invoice.paid":
@@ -104,6 +115,11 @@ class StripeSource:
         if event_type == "customer.subscription.deleted":
             return Ignored(event_type, "a cancelled subscription keeps its sale; its renewals stop coming")
         return Ignored(event_type, "not a conversion event")
+
+
+def _signed_payload(timestamp: str, body: bytes) -> bytes:
+    """What Stripe's signature covers: the timestamp, a dot, and the raw body."""
+    return timestamp.encode("ascii") + b"." + body
 
 
 def _checkout(event_id: str, event_type: str, obj: dict[str, Any], key: str, livemode: bool) -> ParsedEvent:
@@ -202,11 +218,7 @@ def _amount(obj: dict[str, Any], field: str) -> Money | None:
     amount, currency = obj.get(field), obj.get("currency")
     if amount is None and currency is None:
         return None
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
-        raise MalformedEvent(f"data.object.{field} must be a non-negative integer")
-    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
-        raise MalformedEvent("data.object.currency must be a three-letter currency code")
-    return from_minor_units(amount, currency, STRIPE_EXPONENTS)
+    return minor_amount(amount, currency, f"data.object.{field}", STRIPE_EXPONENTS, integer_only=True)
 
 
 def _conversion(

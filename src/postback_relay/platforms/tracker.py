@@ -41,16 +41,16 @@ from postback_relay.core.conversion import (
     REVERSAL_STATUSES,
     Conversion,
     Ignored,
+    ParseContext,
     ParsedEvent,
     Reversal,
     pick_click_id,
 )
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch, major_amount, matches_token
-from postback_relay.settings import Settings
 
 TOKEN_PARAMETER = "token"  # noqa: S105 - names, not secrets
-TOKEN_HEADER = "x-postback-token"  # noqa: S105
+TOKEN_HEADER = "X-Postback-Token"  # noqa: S105
 CLICK_ID_PARAMETERS = ("click_id", "clickid")
 LEAD_CODE = re.compile(r"[!-~]{1,100}")  # printable ASCII without spaces
 MAX_KEPT_CLICK_ID = 64
@@ -62,6 +62,8 @@ class TrackerSource:
 
     name = "tracker"
     secret_field = "postback_token"  # noqa: S105 - the name of a field, not a secret
+    demo_secret = "local-demo-postback-token"  # noqa: S105 - the local run's demo value
+    signature_carries_secret = True  # the header is the token itself
 
     def verify(
         self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
@@ -69,7 +71,7 @@ class TrackerSource:
         """``raw_body`` is the raw query string. Some token given (parameter or header) must be the secret's."""
         query = raw_body.decode("utf-8", "replace")
         tokens = [value for name, value in parse_qsl(query, keep_blank_values=True) if name == TOKEN_PARAMETER]
-        header = headers.get(TOKEN_HEADER)
+        header = headers.get(TOKEN_HEADER.lower())
         if header:
             tokens.append(header)
         tokens = [token for token in tokens if token]
@@ -78,7 +80,12 @@ class TrackerSource:
         if not matches_token(secrets, tokens):
             raise SignatureMismatch("the postback token does not match the configured token")
 
-    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+    def sign(self, body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+        """X-Postback-Token: the token itself. Trackers have no signature; this header is the secret, so it is
+        added only to requests being sent and never written into an event file."""
+        return {TOKEN_HEADER: secret}
+
+    def parse(self, payload: Any, context: ParseContext) -> ParsedEvent:
         """``payload`` is the query as ``parse_qsl`` pairs. An approved postback with a click id is a
         conversion of its kind (purchase by default, renewal or lead), a reversal word a reversal of that
         conversion; any other status and an empty click id (an organic conversion) are ignored."""
@@ -86,7 +93,7 @@ class TrackerSource:
         raw = _click_id(params)
         status = params.get("status", "").strip().lower()
         reversal = REVERSAL_STATUSES.get(status)
-        if reversal is None and status and status not in settings.postback_approved_statuses:
+        if reversal is None and status and status not in context.postback_approved_statuses:
             # The sender's own word, shortened: it is echoed in the answer and the log line.
             return Ignored("postback", f"status is {status[:MAX_ECHOED_STATUS]!r}, not an approved conversion")
         if not raw:
@@ -95,7 +102,7 @@ class TrackerSource:
         goal = next((g for g in GOAL_KINDS if g == kind), None)
         if goal is None:
             raise MalformedEvent(f"kind must be one of {', '.join(GOAL_KINDS)}")
-        amount = _amount(params, settings)
+        amount = _amount(params, context)
         given_lead_code = params.get("lead_code", "").strip() or None
         if given_lead_code is not None and not LEAD_CODE.fullmatch(given_lead_code):
             raise MalformedEvent("lead_code must be 1 to 100 printable characters without spaces")
@@ -152,12 +159,12 @@ def _single_values(payload: Any) -> dict[str, str]:
     return params
 
 
-def _amount(params: dict[str, str], settings: Settings) -> Money | None:
+def _amount(params: dict[str, str], context: ParseContext) -> Money | None:
     """`value` in major units of `currency` (default: the account currency); none when not given."""
     value = params.get("value", "").strip()
     if not value:
         return None
-    currency = params.get("currency", "").strip() or settings.account_currency
+    currency = params.get("currency", "").strip() or context.account_currency
     return major_amount(value, currency, "value")
 
 

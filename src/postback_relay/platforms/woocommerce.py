@@ -18,6 +18,7 @@ from typing import Any
 from postback_relay.core.conversion import (
     Conversion,
     Ignored,
+    ParseContext,
     ParsedEvent,
     PaymentKind,
     Reversal,
@@ -27,16 +28,14 @@ from postback_relay.core.conversion import (
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import (
     MalformedEvent,
-    SignatureError,
-    SignatureMismatch,
+    base64_hmac,
     major_amount,
-    matches_base64,
     named_value,
+    require_base64_hmac,
     url_parameter,
 )
-from postback_relay.settings import Settings
 
-SIGNATURE_HEADER = "x-wc-webhook-signature"
+SIGNATURE_HEADER = "X-WC-Webhook-Signature"
 PING_BODY = re.compile(rb"webhook_id=[0-9]{1,20}")
 PAID_STATUSES = frozenset({"processing", "completed"})
 REVERSED_STATUSES: Mapping[str, ReversalKind] = {"refunded": "refunded", "cancelled": "cancelled"}
@@ -58,23 +57,28 @@ class WooCommerceSource:
 
     name = "woocommerce"
     secret_field = "woocommerce_webhook_secret"  # noqa: S105 - the name of a field, not a secret
+    demo_secret = "wc_local_demo_secret"  # noqa: S105 - the local run's demo value
+    signature_carries_secret = False
 
     def is_ping(self, raw_body: bytes, headers: Mapping[str, str]) -> bool:
         """WooCommerce tests a new webhook's URL with an unsigned form POST `webhook_id=N` and keeps the
         webhook only if the answer is exactly 200. That request, and only that one, is recognised here."""
-        return SIGNATURE_HEADER not in headers and PING_BODY.fullmatch(raw_body.strip()) is not None
+        return SIGNATURE_HEADER.lower() not in headers and PING_BODY.fullmatch(raw_body.strip()) is not None
 
     def verify(
         self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: float, tolerance: int
     ) -> None:
         """Check the base64 HMAC-SHA256 of the raw body (WooCommerce signs no timestamp)."""
-        signature = headers.get(SIGNATURE_HEADER)
-        if not signature:
-            raise SignatureError("missing X-WC-Webhook-Signature header")
-        if not matches_base64(secrets, raw_body, signature):
-            raise SignatureMismatch("X-WC-Webhook-Signature does not match the configured secret")
+        require_base64_hmac(headers, SIGNATURE_HEADER, secrets, raw_body)
 
-    def parse(self, payload: Any, settings: Settings) -> ParsedEvent:
+    def sign(self, body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+        """X-WC-Webhook-Signature: base64 HMAC-SHA256 of the body (no timestamp is signed). The creation ping
+        (`webhook_id=N`) is sent unsigned, so it gets no header."""
+        if PING_BODY.fullmatch(body.strip()):
+            return {}
+        return {SIGNATURE_HEADER: base64_hmac(secret, body)}
+
+    def parse(self, payload: Any, context: ParseContext) -> ParsedEvent:
         """An order that reached processing or completed is a conversion; refunded or cancelled a reversal."""
         if not isinstance(payload, dict):
             raise MalformedEvent("a WooCommerce webhook body is a JSON object")
@@ -94,7 +98,7 @@ class WooCommerceSource:
             return Reversal("woocommerce", (purchase_id,), event_id, event_type, REVERSED_STATUSES[status])
         if status not in PAID_STATUSES:
             return Ignored(event_type, f"status is {status!r}, not processing or completed")
-        key = settings.click_id_metadata_key
+        key = context.click_id_metadata_key
         meta = payload.get("meta_data")
         click_id, raw_click_id = pick_click_id(
             [named_value(meta, key, "key"), url_parameter(named_value(meta, SESSION_ENTRY_KEY, "key"), key)]

@@ -61,6 +61,7 @@ class Relay:
         )
         self._reverser = Reverser(store)
         self._recorder = Recorder(settings, store, client, self._sender, self._reverser)
+        self._parse_context = settings.parse_context
 
     def handle(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> Outcome:
         """Process one webhook delivery; raises RelayError for answers that are not a processed event."""
@@ -87,7 +88,7 @@ class Relay:
 
     def _process(self, source: WebhookSource, payload: Any, secrets: RelaySecrets) -> Outcome:
         try:
-            event = source.parse(payload, self.settings)
+            event = source.parse(payload, self._parse_context)
         except MalformedEvent as exc:
             raise BadRequest(str(exc)) from None
         if isinstance(event, Ignored):

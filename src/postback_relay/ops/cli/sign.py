@@ -10,6 +10,7 @@ from typing import Any
 
 from postback_relay.ops.cli.command import Command
 from postback_relay.ops.cli.output import print_json, print_text
+from postback_relay.ops.delivery import Delivery
 from postback_relay.ops.deployment import Deployment, OperatorError
 
 
@@ -22,13 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, deployment: Deployment) -> int:
     """`sign`: the event signed now with the deployment's secret for SOURCE, POSTed to the relay."""
-    from postback_relay_dev.send import post_event, resign
-    from postback_relay_dev.signing import SIGNERS
+    from postback_relay.platforms import ROUTED
 
-    if args.source not in SIGNERS:
-        raise OperatorError(f"there is no source named {args.source!r}", f"use one of: {', '.join(SIGNERS)}")
-    event = _load_event(args.event_file, args.source)
-    field = SIGNERS[args.source][0]
+    if args.source not in ROUTED:
+        raise OperatorError(f"there is no source named {args.source!r}", f"use one of: {', '.join(ROUTED)}")
+    delivery = _load_event(args.event_file, args.source)
+    field = ROUTED[args.source].secret_field
     signing = deployment.secrets().signing_secrets(field)
     if not signing:
         raise OperatorError(
@@ -40,14 +40,14 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
     base_url = args.url or deployment.api_base_url
     if not base_url:
         raise OperatorError(f"{deployment.label} has no ApiBaseUrl output", "pass --url https://…")
-    signed = resign(event, secret=signing[0])  # the first is the current one while a secret is being rolled
-    response = post_event(signed, base_url)
+    signed = delivery.signed(signing[0])  # the first is the current one while a secret is being rolled
+    response = signed.post(base_url)
     try:
         answer: Any = response.json()
     except ValueError:
         answer = response.text
-    method = str(signed["requestContext"]["http"]["method"])
-    url = base_url.rstrip("/") + signed["rawPath"]  # the query (a tracker's postback) is not shown: no token
+    method = signed.method
+    url = base_url.rstrip("/") + signed.path  # the query (a tracker's postback) is not shown: no token
     if args.json:
         print_json(
             {
@@ -63,25 +63,20 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
     return 0 if response.ok else 1
 
 
-def _load_event(path: Path, source: str) -> dict[str, Any]:
-    """An API Gateway event from the file, or one built around a bare webhook body (its bytes kept exactly)."""
-    from postback_relay_dev.apigw import build_event
-
+def _load_event(path: Path, source: str) -> Delivery:
+    """The request of an API Gateway event from the file, or of a bare webhook body (its bytes kept exactly)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise OperatorError(f"cannot read {path}: {exc.strerror}", "give the path of an event file") from None
     try:
-        document = json.loads(raw)
+        delivery = Delivery.read(raw, source)
     except ValueError:
         raise OperatorError(f"{path} is not JSON", "use an event from events/ or a webhook body in JSON") from None
-    if isinstance(document, dict) and "requestContext" in document and "rawPath" in document:
-        routed = str(document["rawPath"]).rstrip("/").rsplit("/", 1)[-1]
-        if routed != source:
-            raise OperatorError(f"{path} is a {routed!r} event, not {source!r}", f"postback-relay sign {routed} {path}")
-        return dict(document)
-    headers = [("content-type", "application/json"), ("user-agent", "postback-relay sign")]
-    return build_event("POST", f"/webhooks/{source}", headers, raw)
+    if delivery.route != source:
+        routed = delivery.route
+        raise OperatorError(f"{path} is a {routed!r} event, not {source!r}", f"postback-relay sign {routed} {path}")
+    return delivery
 
 
 COMMAND = Command(
