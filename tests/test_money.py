@@ -15,7 +15,6 @@ from postback_relay.core.money import (
     from_minor_units,
 )
 from postback_relay.networks.trafficstars import VALUE_RANGE
-
 from postback_relay.platforms.stripe import STRIPE_EXPONENTS
 
 decide_value = partial(money.decide_value, accepted=VALUE_RANGE)  # the range TrafficStars takes
