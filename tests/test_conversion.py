@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from postback_relay.core.conversion import Conversion, lead_code, normalize_click_id, pick_click_id
+from postback_relay.core.conversion import Conversion, ParseContext, lead_code
+from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
 
+CONTEXT = ParseContext(CLICK_ID_PATTERN)
+normalize_click_id, pick_click_id = CONTEXT.click_id, CONTEXT.pick_click_id
 VALID = "c86b8a88b91228911e723b93c65a5900bb49bc99"
 
 
-def test_click_ids_are_40_hex_characters_case_folded() -> None:
+def test_trafficstars_click_ids_are_40_hex_characters_case_folded() -> None:
     assert normalize_click_id(VALID) == VALID
     assert normalize_click_id(VALID.upper()) == VALID
     assert normalize_click_id(f"  {VALID}\n") == VALID

@@ -148,7 +148,12 @@ class Settings:
     @property
     def parse_context(self) -> ParseContext:
         """What the platforms' parsers need of these settings."""
-        return ParseContext(self.click_id_metadata_key, self.account_currency, self.postback_approved_statuses)
+        return ParseContext(
+            trafficstars.CLICK_ID_PATTERN,
+            self.click_id_metadata_key,
+            self.account_currency,
+            self.postback_approved_statuses,
+        )
 
     @property
     def lifecycle(self) -> LifecyclePolicy:

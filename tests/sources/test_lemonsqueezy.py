@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
+from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.lemonsqueezy import LEMONSQUEEZY
 from postback_relay_dev.sandbox import TrafficStarsSandbox
@@ -19,7 +20,7 @@ from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import CLICK_ID, RFC4231_DATA, RFC4231_HEX, RFC4231_KEY, Invoker, Reply, run_sample, samples
 
 SECRET = TEST_SOURCE_SECRETS["lemonsqueezy_webhook_secret"]
-CONTEXT = ParseContext()
+CONTEXT = ParseContext(CLICK_ID_PATTERN)
 PURCHASE = "lemonsqueezy#orders/1597"
 
 
@@ -197,7 +198,7 @@ class TestEvents:
     def test_the_custom_data_key_is_configurable(self) -> None:
         payload = webhook("order_created", ls_order(), click_id=None)
         payload["meta"]["custom_data"] = {"ts": CLICK_ID}
-        custom = ParseContext(click_id_metadata_key="ts")
+        custom = ParseContext(CLICK_ID_PATTERN, click_id_metadata_key="ts")
         assert parse(payload, custom).click_id == CLICK_ID
         assert parse(payload).click_id is None
 

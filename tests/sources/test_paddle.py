@@ -17,6 +17,7 @@ from paddle_billing.Notifications import Secret, Verifier
 from paddle_billing.Notifications.PaddleSignature import PaddleSignature
 
 from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
+from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.paddle import PADDLE, PADDLE_SANDBOX
 from postback_relay_dev.sandbox import TrafficStarsSandbox
@@ -25,7 +26,7 @@ from tests.helpers import CLICK_ID, Invoker, Reply, run_sample, samples
 
 SECRET = TEST_SOURCE_SECRETS["paddle_webhook_secret"]
 SANDBOX_SECRET = TEST_SOURCE_SECRETS["paddle_sandbox_webhook_secret"]
-CONTEXT = ParseContext()
+CONTEXT = ParseContext(CLICK_ID_PATTERN)
 TRANSACTION = "txn_01hv8wptq8987qeep44cyrewp9"
 PURCHASE = f"paddle#{TRANSACTION}"
 
@@ -226,7 +227,7 @@ class TestEvents:
     def test_the_custom_data_key_is_configurable(self) -> None:
         data = transaction(click_id=None)
         data["custom_data"] = {"ts": CLICK_ID}
-        custom = ParseContext(click_id_metadata_key="ts")
+        custom = ParseContext(CLICK_ID_PATTERN, click_id_metadata_key="ts")
         assert PADDLE.parse(notification("transaction.completed", data), custom).click_id == CLICK_ID  # type: ignore[union-attr]
 
     def test_sandbox_notifications_are_test_mode_under_their_own_source(self) -> None:

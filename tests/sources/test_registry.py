@@ -14,6 +14,7 @@ import pytest
 
 import postback_relay
 from postback_relay.core.conversion import ParseContext
+from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
 from postback_relay.platforms import ROUTED, WebhookSource, route_name, sign
 from postback_relay.platforms.base import SignatureMismatch
 from postback_relay.settings import Settings
@@ -70,9 +71,7 @@ def test_a_route_path_or_url_names_its_source(path: str, name: str) -> None:
 
 def test_the_parse_context_defaults_are_the_settings_defaults() -> None:
     settings = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t"})
-    assert ParseContext() == ParseContext(
-        settings.click_id_metadata_key, settings.account_currency, settings.postback_approved_statuses
-    )
+    assert ParseContext(CLICK_ID_PATTERN) == settings.parse_context
 
 
 def test_a_platform_module_loads_neither_settings_nor_http_client_nor_network() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
+from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.shopify import SHOPIFY
 from postback_relay_dev.sandbox import TrafficStarsSandbox
@@ -30,7 +31,7 @@ from tests.helpers import (
 )
 
 SECRET = TEST_SOURCE_SECRETS["shopify_webhook_secret"]
-CONTEXT = ParseContext()
+CONTEXT = ParseContext(CLICK_ID_PATTERN)
 ORDER_ID = 820982911946154508
 PURCHASE = f"shopify#{ORDER_ID}"
 
@@ -180,7 +181,7 @@ class TestEvents:
     def test_the_attribute_name_is_the_configured_key(self) -> None:
         payload = order(click_id=None)
         payload["note_attributes"] = [{"name": "ts_click", "value": CLICK_ID}]
-        custom = ParseContext(click_id_metadata_key="ts_click")
+        custom = ParseContext(CLICK_ID_PATTERN, click_id_metadata_key="ts_click")
         assert SHOPIFY.parse(payload, custom).click_id == CLICK_ID  # type: ignore[union-attr]
         assert SHOPIFY.parse(payload, CONTEXT).click_id is None  # type: ignore[union-attr]
 

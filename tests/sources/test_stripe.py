@@ -10,6 +10,7 @@ import pytest
 import stripe
 
 from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
+from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.stripe import STRIPE
 from tests.helpers import (
@@ -23,7 +24,7 @@ from tests.helpers import (
 )
 
 SECRET = "whsec_unit_test_secret"
-CONTEXT = ParseContext()
+CONTEXT = ParseContext(CLICK_ID_PATTERN)
 
 
 def verify(body: bytes, header: str | None, secrets: list[str] | None = None, now: float | None = None) -> None:
@@ -137,7 +138,7 @@ class TestEvents:
     def test_the_metadata_key_is_configurable(self) -> None:
         session = checkout_session(click_id=None)
         session["metadata"] = {"ts_click": CLICK_ID}
-        custom = ParseContext(click_id_metadata_key="ts_click")
+        custom = ParseContext(CLICK_ID_PATTERN, click_id_metadata_key="ts_click")
         event = STRIPE.parse(json.loads(stripe_event("checkout.session.completed", session)), custom)
         assert event.click_id == CLICK_ID
         assert parse("checkout.session.completed", session).click_id is None

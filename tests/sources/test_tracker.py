@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal, lead_code
+from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.tracker import TRACKER
 from postback_relay.settings import Settings
@@ -20,7 +21,7 @@ from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import CLICK_ID, Invoker, Reply, run_sample, samples
 
 TOKEN = TEST_SOURCE_SECRETS["postback_token"]
-CONTEXT = ParseContext()
+CONTEXT = ParseContext(CLICK_ID_PATTERN)
 
 
 def query(**params: str) -> str:
@@ -115,7 +116,7 @@ class TestPostbacks:
 
     def test_the_approved_statuses_are_configurable(self) -> None:
         settings = Settings.from_env({"SECRET_ID": "s", "TABLE_NAME": "t", "POSTBACK_APPROVED_STATUSES": "Lead, ok"})
-        context = ParseContext(postback_approved_statuses=settings.postback_approved_statuses)
+        context = ParseContext(CLICK_ID_PATTERN, postback_approved_statuses=settings.postback_approved_statuses)
         assert isinstance(parse(query(status="lead"), context), Conversion)
         assert isinstance(parse(query(status="OK"), context), Conversion)
         assert isinstance(parse(query(status="approved"), context), Ignored)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from postback_relay.core.conversion import Conversion, Ignored, ParseContext, Reversal
+from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch
 from postback_relay.platforms.woocommerce import WOOCOMMERCE
 from postback_relay_dev.sandbox import TrafficStarsSandbox
@@ -20,7 +21,7 @@ from tests.conftest import TEST_KEY, TEST_SOURCE_SECRETS, Aws
 from tests.helpers import CLICK_ID, RFC4231_BASE64, RFC4231_DATA, RFC4231_KEY, Invoker, Reply, run_sample, samples
 
 SECRET = TEST_SOURCE_SECRETS["woocommerce_webhook_secret"]
-CONTEXT = ParseContext()
+CONTEXT = ParseContext(CLICK_ID_PATTERN)
 ORDER_KEY = "wc_order_kzv8T1r6Qf3mB"
 PURCHASE = f"woocommerce#727:{ORDER_KEY}"
 SESSION_ENTRY = "_wc_order_attribution_session_entry"
@@ -180,7 +181,7 @@ class TestEvents:
     def test_the_meta_key_is_configurable(self) -> None:
         payload = wc_order(click_id=None)
         payload["meta_data"].append({"id": 9, "key": "_ts_click_id", "value": CLICK_ID})
-        custom = ParseContext(click_id_metadata_key="_ts_click_id")
+        custom = ParseContext(CLICK_ID_PATTERN, click_id_metadata_key="_ts_click_id")
         assert WOOCOMMERCE.parse(payload, custom).click_id == CLICK_ID  # type: ignore[union-attr]
         assert WOOCOMMERCE.parse(payload, CONTEXT).click_id is None  # type: ignore[union-attr]
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from postback_relay.aws.wire import from_item, to_wire
-from postback_relay.core.conversion import CLICK_ID_PATTERN
 from postback_relay.core.expression import Expression
 from postback_relay.core.record import Status
 
@@ -47,16 +46,13 @@ class Page:
     scanned: int
 
 
-def is_click_id(reference: str) -> bool:
-    """True for a TrafficStars click id (40 hex characters)."""
-    return CLICK_ID_PATTERN.fullmatch(reference.strip().lower()) is not None
-
-
-def find(client: Any, table: str, reference: str, sources: Iterable[str]) -> list[dict[str, Any]]:
-    """The records ``reference`` names, newest first: a click id (every conversion of that click), a record
-    key (``stripe#pi_…``), or a purchase id (``pi_…``, tried under each source)."""
+def find(
+    client: Any, table: str, reference: str, sources: Iterable[str], click_ids: re.Pattern[str]
+) -> list[dict[str, Any]]:
+    """The records ``reference`` names, newest first: a click id (every conversion of that click; ``click_ids``
+    is the network's rule), a record key (``stripe#pi_…``), or a purchase id (``pi_…``, tried under each source)."""
     reference = reference.strip()
-    if is_click_id(reference):
+    if click_ids.fullmatch(reference.lower()):
         keys = _keys_of_click(client, table, reference.lower())
     elif "#" in reference:
         keys = [reference]

@@ -13,7 +13,6 @@ from typing import Literal, NamedTuple
 
 from postback_relay.core.money import Money
 
-CLICK_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
 MAX_RECORDED_CLICK_ID = 200
 
 ReversalKind = Literal["refunded", "partially_refunded", "charged_back", "cancelled", "dispute_won", "dispute_lost"]
@@ -135,32 +134,32 @@ DEFAULT_APPROVED_STATUSES = ("approved", "approve", "confirmed", "sale", "rebill
 class ParseContext:
     """The settings a source's ``parse`` reads, and only those: a platform module then needs neither the
     whole ``Settings`` (with its TrafficStars options) nor a table and a secret to be tested. The relay builds
-    it once from its settings; the defaults are the settings' own."""
+    it once from its settings; the defaults are the settings' own. ``click_ids`` is the ad network's rule for
+    a click id (networks/trafficstars.py), so no platform module knows which network it reports to."""
 
+    click_ids: re.Pattern[str]  # a valid click id, case-folded, matches it whole
     click_id_metadata_key: str = "click_id"  # CLICK_ID_METADATA_KEY: where a platform's metadata keeps the click id
     account_currency: str = "USD"  # ACCOUNT_CURRENCY: a tracker postback's currency when it names none
     postback_approved_statuses: frozenset[str] = frozenset(DEFAULT_APPROVED_STATUSES)  # POSTBACK_APPROVED_STATUSES
 
+    def click_id(self, raw: object) -> str | None:
+        """``raw`` as a valid click id (stripped, case-folded), or None."""
+        if not isinstance(raw, str):
+            return None
+        candidate = raw.strip().lower()
+        return candidate if self.click_ids.fullmatch(candidate) else None
 
-def normalize_click_id(raw: object) -> str | None:
-    """The click id in TrafficStars' format (40 characters [0-9a-f], case-folded), or None."""
-    if not isinstance(raw, str):
-        return None
-    candidate = raw.strip().lower()
-    return candidate if CLICK_ID_PATTERN.fullmatch(candidate) else None
+    def pick_click_id(self, candidates: list[object]) -> tuple[str | None, str | None]:
+        """The first valid click id among ``candidates`` (in priority order) and the first raw value present.
 
-
-def pick_click_id(candidates: list[object]) -> tuple[str | None, str | None]:
-    """The first valid click id among ``candidates`` (in priority order) and the first raw value present.
-
-    The raw value is kept, shortened, so an invalid click id can be seen in the record."""
-    present = [c for c in candidates if isinstance(c, str) and c.strip()]
-    first_raw = present[0].strip()[:MAX_RECORDED_CLICK_ID] if present else None
-    for candidate in present:
-        valid = normalize_click_id(candidate)
-        if valid is not None:
-            return valid, first_raw
-    return None, first_raw
+        The raw value is kept, shortened, so an invalid click id can be seen in the record."""
+        present = [c for c in candidates if isinstance(c, str) and c.strip()]
+        first_raw = present[0].strip()[:MAX_RECORDED_CLICK_ID] if present else None
+        for candidate in present:
+            valid = self.click_id(candidate)
+            if valid is not None:
+                return valid, first_raw
+        return None, first_raw
 
 
 def lead_code(identity: str) -> str:

@@ -1,6 +1,6 @@
-"""Everything TrafficStars: its settings, URL forms, key name, value range, the GET, reading every answer the
-spec lists, key redaction. Nothing else in the package knows these (the click-id rule aside: see
-core/conversion.py); adding another network means another module like this one and the selector in runtime.py.
+"""Everything TrafficStars: its settings, URL forms, key name, value range, click-id rule, the GET, reading
+every answer the spec lists, key redaction. Nothing else in the package knows these; adding another network
+means another module like this one and the selector in runtime.py.
 
 Two URL forms (TRAFFICSTARS_URL_FORM):
 - path (the seed spec): GET {base}/{click_id}?value={price}&lead_code={code}&key={key}
@@ -33,6 +33,7 @@ from postback_relay.core.outcome import Answer, AnswerKind
 NAME = "trafficstars"
 KEY_FIELD = "trafficstars_key"  # the S2S key's name in the relay's secret JSON
 DEFAULT_URL = "https://tsyndicate.com/api/v1/cpa/action"
+CLICK_ID_PATTERN = re.compile(r"[0-9a-f]{40}")  # what {click_id} in an ad's URL becomes (case-folded)
 # TrafficStars answers "the price should be between 0.010 and 200.000" outside this range.
 VALUE_RANGE = ValueRange(Decimal("0.01"), Decimal("200.0"))
 REDACTED = "***"

@@ -30,7 +30,6 @@ from postback_relay.core.conversion import (
     PaymentKind,
     Reversal,
     ReversalKind,
-    pick_click_id,
 )
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import (
@@ -154,7 +153,7 @@ def _click_and_livemode(
     meta: dict[str, Any], attributes: dict[str, Any], context: ParseContext
 ) -> tuple[str | None, str | None, bool]:
     """The click id (valid, and raw) from `meta.custom_data`, and whether the event is live (not test mode)."""
-    click_id, raw_click_id = pick_click_id([dig(meta, "custom_data", context.click_id_metadata_key)])
+    click_id, raw_click_id = context.pick_click_id([dig(meta, "custom_data", context.click_id_metadata_key)])
     test_mode = meta.get("test_mode") is True or attributes.get("test_mode") is True
     return click_id, raw_click_id, not test_mode
 

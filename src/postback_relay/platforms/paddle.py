@@ -18,7 +18,6 @@ from postback_relay.core.conversion import (
     PaymentKind,
     Reversal,
     ReversalKind,
-    pick_click_id,
 )
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import (
@@ -86,7 +85,7 @@ class PaddleSource:
         if data.get("status") != "completed":
             return Ignored(event_type, f"status is {data.get('status')!r}, not completed")
         custom_data = data.get("custom_data")
-        click_id, raw_click_id = pick_click_id([dig(custom_data, context.click_id_metadata_key)])
+        click_id, raw_click_id = context.pick_click_id([dig(custom_data, context.click_id_metadata_key)])
         origin = data.get("origin")
         subscription = data.get("subscription_id")
         subscription = subscription if isinstance(subscription, str) and subscription.startswith("sub_") else None

@@ -19,7 +19,6 @@ from postback_relay.core.conversion import (
     ParsedEvent,
     Reversal,
     ReversalKind,
-    pick_click_id,
 )
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import (
@@ -91,7 +90,7 @@ class ShopifySource:
         if status != "paid":
             return Ignored("order", f"financial_status is {status!r}, not paid")
         key = context.click_id_metadata_key
-        click_id, raw_click_id = pick_click_id(
+        click_id, raw_click_id = context.pick_click_id(
             [named_value(payload.get("note_attributes"), key), url_parameter(payload.get("landing_site"), key)]
         )
         name = payload.get("name")

@@ -29,7 +29,6 @@ from postback_relay.core.conversion import (
     PaymentKind,
     Reversal,
     ReversalKind,
-    pick_click_id,
 )
 from postback_relay.core.money import ISO_EXPONENTS, Money
 from postback_relay.platforms.base import (
@@ -86,9 +85,9 @@ class StripeSource:
         livemode = payload.get("livemode") is not False
         key = context.click_id_metadata_key
         if event_type in CHECKOUT_EVENTS:
-            return _checkout(event_id, event_type, obj, key, livemode)
+            return _checkout(event_id, event_type, obj, context, livemode)
         if event_type == "invoice.paid":
-            return _invoice(event_id, event_type, obj, key, livemode)
+            return _invoice(event_id, event_type, obj, context, livemode)
         if event_type == "invoice_payment.paid":
             return _invoice_payment(event_id, event_type, obj)
         if event_type == "payment_intent.succeeded":
@@ -98,8 +97,8 @@ class StripeSource:
                 aliases = _ids(obj.get("id"), obj.get("latest_charge"))
                 return Link("stripe", event_id, event_type, invoice, aliases)
             amount_field = "amount_received" if isinstance(obj.get("amount_received"), int) else "amount"
-            candidates = [dig(obj, "metadata", key)]
-            conversion = _conversion(event_id, event_type, _required_id(obj), candidates, obj, amount_field, livemode)
+            click = context.pick_click_id([dig(obj, "metadata", key)])
+            conversion = _conversion(event_id, event_type, _required_id(obj), click, obj, amount_field, livemode)
             return replace(conversion, aliases=_ids(obj.get("latest_charge")))  # a refund may name only the charge
         if event_type == "charge.refunded":
             kind: ReversalKind = "refunded" if obj.get("refunded") is True else "partially_refunded"
@@ -122,7 +121,9 @@ def _signed_payload(timestamp: str, body: bytes) -> bytes:
     return timestamp.encode("ascii") + b"." + body
 
 
-def _checkout(event_id: str, event_type: str, obj: dict[str, Any], key: str, livemode: bool) -> ParsedEvent:
+def _checkout(
+    event_id: str, event_type: str, obj: dict[str, Any], context: ParseContext, livemode: bool
+) -> ParsedEvent:
     """A completed Checkout Session. Paid: the purchase (a subscription's first payment, whose invoice is
     the identity). No payment required: a trial starting (nothing to pay before any discount) or a $0
     order (a 100 %-off coupon): either way its click id is remembered for the subscription, since a
@@ -130,38 +131,42 @@ def _checkout(event_id: str, event_type: str, obj: dict[str, Any], key: str, liv
     status = obj.get("payment_status")
     if obj.get("mode") == "setup":
         return Ignored(event_type, "a setup session saves a payment method: no sale")
-    candidates = [dig(obj, "metadata", key), obj.get("client_reference_id")]
+    key = context.click_id_metadata_key
+    click = context.pick_click_id([dig(obj, "metadata", key), obj.get("client_reference_id")])
     subscription = _id(obj.get("subscription")) if obj.get("mode") == "subscription" else None
     if status not in ("paid", "no_payment_required"):
         return Ignored(event_type, f"payment_status is {status!r}, not paid")
     if status == "no_payment_required" and subscription is not None:
         discounted = isinstance(obj.get("amount_subtotal"), int) and obj["amount_subtotal"] > 0
         if not discounted:
-            conversion = _conversion(event_id, event_type, f"{subscription}:trial", candidates, obj, "", livemode)
+            conversion = _conversion(event_id, event_type, f"{subscription}:trial", click, obj, "", livemode)
             return replace(conversion, payment="trial_start", subscription=subscription)
     # nothing was paid without a PaymentIntent: then the subscription's first invoice, or the session itself
     purchase = _id(obj.get("payment_intent")) or _id(obj.get("invoice")) or _required_id(obj)
-    conversion = _conversion(event_id, event_type, purchase, candidates, obj, "amount_total", livemode)
+    conversion = _conversion(event_id, event_type, purchase, click, obj, "amount_total", livemode)
     if status == "no_payment_required" and conversion.amount is None:  # whatever the session leaves out
         return Ignored(event_type, ZERO_VALUE)
     return replace(conversion, payment="first" if subscription else "one_off", subscription=subscription)
 
 
-def _invoice(event_id: str, event_type: str, obj: dict[str, Any], key: str, livemode: bool) -> ParsedEvent:
+def _invoice(event_id: str, event_type: str, obj: dict[str, Any], context: ParseContext, livemode: bool) -> ParsedEvent:
     """A paid invoice: its billing reason says which moment of the subscription it is; a $0 first invoice
     with nothing to pay before discounts is the trial starting. Before 2025-03-31 it names its PaymentIntent
     and charge, which become its aliases (later versions send `invoice_payment.paid` for that)."""
-    candidates = [
-        dig(obj, "metadata", key),
-        dig(obj, "parent", "subscription_details", "metadata", key),
-        dig(obj, "subscription_details", "metadata", key),
-    ]
+    key = context.click_id_metadata_key
+    click = context.pick_click_id(
+        [
+            dig(obj, "metadata", key),
+            dig(obj, "parent", "subscription_details", "metadata", key),
+            dig(obj, "subscription_details", "metadata", key),
+        ]
+    )
     subscription = _id(dig(obj, "parent", "subscription_details", "subscription")) or _id(obj.get("subscription"))
     reason = obj.get("billing_reason")
     payment = BILLING_REASONS.get(str(reason), "cycle") if subscription else "one_off"
     trial = payment == "first" and obj.get("amount_paid") == 0 and obj.get("subtotal") in (0, None)
     purchase = f"{subscription}:trial" if trial else _required_id(obj)
-    conversion = _conversion(event_id, event_type, purchase, candidates, obj, "" if trial else "amount_paid", livemode)
+    conversion = _conversion(event_id, event_type, purchase, click, obj, "" if trial else "amount_paid", livemode)
     details = {"billing_reason": reason} if isinstance(reason, str) else {}
     aliases = () if trial else _ids(obj.get("payment_intent"), obj.get("charge"))
     return replace(
@@ -225,12 +230,12 @@ def _conversion(
     event_id: str,
     event_type: str,
     purchase_id: str,
-    candidates: list[Any],
+    click: tuple[str | None, str | None],
     obj: dict[str, Any],
     amount_field: str,
     livemode: bool,
 ) -> Conversion:
-    click_id, raw_click_id = pick_click_id(candidates)
+    click_id, raw_click_id = click
     return Conversion(
         source="stripe",
         purchase_id=purchase_id,

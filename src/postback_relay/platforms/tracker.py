@@ -44,7 +44,6 @@ from postback_relay.core.conversion import (
     ParseContext,
     ParsedEvent,
     Reversal,
-    pick_click_id,
 )
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch, major_amount, matches_token
@@ -106,7 +105,7 @@ class TrackerSource:
         given_lead_code = params.get("lead_code", "").strip() or None
         if given_lead_code is not None and not LEAD_CODE.fullmatch(given_lead_code):
             raise MalformedEvent("lead_code must be 1 to 100 printable characters without spaces")
-        click_id, raw_click_id = pick_click_id([raw])
+        click_id, raw_click_id = context.pick_click_id([raw])
         click_part = click_id or raw[:MAX_KEPT_CLICK_ID]
         if given_lead_code is not None:
             purchase_id = f"{click_part}:{given_lead_code}"

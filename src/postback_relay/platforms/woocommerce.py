@@ -23,7 +23,6 @@ from postback_relay.core.conversion import (
     PaymentKind,
     Reversal,
     ReversalKind,
-    pick_click_id,
 )
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import (
@@ -100,7 +99,7 @@ class WooCommerceSource:
             return Ignored(event_type, f"status is {status!r}, not processing or completed")
         key = context.click_id_metadata_key
         meta = payload.get("meta_data")
-        click_id, raw_click_id = pick_click_id(
+        click_id, raw_click_id = context.pick_click_id(
             [named_value(meta, key, "key"), url_parameter(named_value(meta, SESSION_ENTRY_KEY, "key"), key)]
         )
         number = payload.get("number")

@@ -48,17 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, deployment: Deployment) -> int:
     """`status`: find the record(s), print each with its attempt log."""
-    from postback_relay.aws.reads import find, is_click_id
+    from postback_relay.aws.reads import find
+    from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
     from postback_relay.platforms import ROUTED
 
     names = [source.name for source in ROUTED.values()]
-    records = find(deployment.client("dynamodb"), deployment.table_name, args.reference, names)
+    records = find(deployment.client("dynamodb"), deployment.table_name, args.reference, names, CLICK_ID_PATTERN)
     if args.json:
         print_json({"reference": args.reference, "conversions": records})
     elif records:
         print_text("\n\n".join(_record_text(record) for record in records))
     if not records:
-        kind = "click id" if is_click_id(args.reference) else "purchase id or key"
+        kind = "click id" if CLICK_ID_PATTERN.fullmatch(args.reference.strip().lower()) else "purchase id or key"
         print(
             f"no conversion found for {kind} {args.reference!r} in {deployment.label}\n"
             "  a record's key is <source>#<purchase id>: for Stripe the PaymentIntent (pi_…) or invoice (in_…), "
