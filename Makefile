@@ -8,7 +8,7 @@ VENV ?= .venv
 TOOLS_VENV ?= .venv-tools
 CHECKOV_VENV ?= .venv-checkov
 # The Lambda runtime's Python version: template.yaml's Runtime and src/Makefile's wheels say the same
-# (tests/test_template.py holds the three together).
+# (tests/infrastructure/test_template.py holds the three together).
 RUNTIME_VERSION := 3.13
 PYTHON ?= $(shell scripts/find-python.sh $(RUNTIME_VERSION))
 RUNTIME_PYTHON ?= $(shell scripts/find-python.sh $(RUNTIME_VERSION) --exact 2>/dev/null)
@@ -108,7 +108,7 @@ browser: ## Debian's chromium and chromium-driver for the click.js tests (apt-ge
 
 soak: $(VENV)/.installed ## the long proof: MODEL_EXAMPLES (500) generated lifecycles, FAULT_FINISHED (10000) redeliveries
 	MODEL_EXAMPLES=$${MODEL_EXAMPLES:-500} FAULT_FINISHED=$${FAULT_FINISHED:-10000} \
-	  $(PY) -m pytest -q tests/test_lifecycle_model.py tests/test_lifecycle_regressions.py
+	  $(PY) -m pytest -q tests/integration/test_lifecycle_model.py tests/integration/test_lifecycle_regressions.py
 
 bench: $(VENV)/.installed ## the benchmark: cold start, warm time, AWS calls, memory and cost against their floors
 	$(PY) -m bench $(BENCH_ARGS)

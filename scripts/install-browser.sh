@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser tests/test_click_browser.py drives: Debian's chromium and chromium-driver (one version, from one
+# The browser tests/integration/test_click_browser.py drives: Debian's chromium and chromium-driver (one version, from one
 # package source, so the driver always matches the browser). Installed with apt-get where that is possible (root,
 # a Debian-like system); elsewhere the browser tests skip and say why. Called by `make unit` before pytest.
 set -euo pipefail

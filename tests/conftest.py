@@ -3,20 +3,16 @@ TrafficStars sandbox, and the real Lambda handler invoked in-process with payloa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # The handler validates its settings at import, so the environment is set before any test imports it.
 # Nothing here can reach AWS: every client points at the moto server on 127.0.0.1.
-TEST_KEY = "ts-canary-key-7f3a9c1e5b"
-TEST_STRIPE_SECRET = "whsec_test_canary_4b8d2e6f0a"
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -42,23 +38,15 @@ import pytest  # noqa: E402
 import trustme  # noqa: E402
 from aws_lambda_powertools.utilities import parameters  # noqa: E402
 
-from postback_relay.platforms import ROUTED  # noqa: E402
-from postback_relay.platforms.stripe import STRIPE  # noqa: E402
 from postback_relay.runtime import reset_runtime  # noqa: E402
 from postback_relay_dev.moto_server import SerializedMotoServer  # noqa: E402
 from postback_relay_dev.resources import create_queues, create_table, put_secret  # noqa: E402
 from postback_relay_dev.sandbox import TrafficStarsSandbox  # noqa: E402
-from tests.helpers import Invoker  # noqa: E402
+from tests.support.aws import Aws  # noqa: E402
+from tests.support.constants import FAULT_FIGURES, TEST_KEY, TEST_SOURCE_SECRETS, TEST_STRIPE_SECRET  # noqa: E402
+from tests.support.helpers import Invoker  # noqa: E402
 
-# Every other source's secret, as the relay's secret JSON holds them: one canary per platform of the registry
-# (tests look for them in output).
-TEST_SOURCE_SECRETS = {
-    source.secret_field: f"{source.secret_field}_canary_{hashlib.sha256(source.secret_field.encode()).hexdigest()[:6]}"
-    for source in ROUTED.values()
-    if source is not STRIPE  # Stripe's is TEST_STRIPE_SECRET
-}
 BASE_ENV = dict(os.environ)
-FAULT_FIGURES: list[str] = []  # filled by tests/test_faults.py, printed at the end of the run
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's access log
 
 
@@ -111,81 +99,6 @@ def sandbox_server(authority: trustme.CA) -> Iterator[TrafficStarsSandbox]:
     sandbox = TrafficStarsSandbox(TEST_KEY, authority).start()
     yield sandbox
     sandbox.stop()
-
-
-@dataclass
-class Aws:
-    """The moto-backed resources of one test, and shortcuts to read and change them."""
-
-    server: SerializedMotoServer
-    dynamodb: Any
-    secretsmanager: Any
-    sqs: Any
-    table_name: str
-    secret_id: str
-    retry_url: str
-    dead_letter_url: str
-
-    def record(self, pk: str) -> dict[str, Any] | None:
-        from boto3.dynamodb.types import TypeDeserializer
-
-        item = self.dynamodb.get_item(TableName=self.table_name, Key={"pk": {"S": pk}}, ConsistentRead=True)
-        raw = item.get("Item")
-        return {k: TypeDeserializer().deserialize(v) for k, v in raw.items()} if raw else None
-
-    def items(self) -> list[dict[str, Any]]:
-        from boto3.dynamodb.types import TypeDeserializer
-
-        pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True)
-        deserializer = TypeDeserializer()
-        return [{k: deserializer.deserialize(v) for k, v in item.items()} for page in pages for item in page["Items"]]
-
-    def raw_items(self) -> list[dict[str, Any]]:
-        pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True)
-        return [item for page in pages for item in page["Items"]]
-
-    def put_secret(self, values: dict[str, Any]) -> None:
-        put_secret(self.secretsmanager, self.secret_id, values)
-
-    def queued(self, url: str | None = None) -> list[dict[str, Any]]:
-        """Bodies of the messages waiting in a queue (default: the retry queue), without consuming them."""
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url or self.retry_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
-        )["Attributes"]
-        return [
-            {}
-            for _ in range(
-                int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesDelayed"])
-            )
-        ]
-
-    def drain(self, rounds: int = 20) -> int:
-        """Run the retry worker over the retry queue until it is empty (at most ``rounds`` batches, since a
-        TrafficStars still down re-queues); how many messages it took."""
-        from postback_relay_dev.worker import drain_once
-
-        total = 0
-        for _ in range(rounds):
-            received = drain_once(self.sqs, self.retry_url)
-            if not received and self.delayed():
-                # SQS delays whole seconds, rounded up so no message is early: wait for the next one.
-                received = drain_once(self.sqs, self.retry_url, wait_seconds=2)
-            total += received
-            if not received:
-                break
-        return total
-
-    def delayed(self) -> int:
-        """Messages of the retry queue not yet visible (their DelaySeconds is running)."""
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.retry_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessagesDelayed"])
-
-    def calls(self, target: str) -> int:
-        """How many requests moto received for an API action, e.g. 'secretsmanager.GetSecretValue'."""
-        return sum(1 for call in self.server.calls if call.lower().endswith(target.lower()))
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Each environment variable is declared once, in VARIABLES (the TrafficStars ones in networks/trafficstars.py):
 its name, the field it fills, how it is read, its default and the template parameter that sets it. `from_env`
-is that table applied; tests/test_settings.py holds the template's parameters and the README's settings table
+is that table applied; tests/unit/test_settings.py holds the template's parameters and the README's settings table
 to it, so a setting cannot drift between the code, the stack and the documentation.
 
 Hand-written rather than pydantic-settings: importing pydantic costs ~67 ms of cold start (bench/RESULTS.md)."""
@@ -120,7 +120,7 @@ ALL_VARIABLES: tuple[Variable, ...] = VARIABLES + trafficstars.VARIABLES
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the relay (the environment variable of each: VARIABLES). The defaults here are the
-    table's, parsed (tests/test_settings.py holds the two equal)."""
+    table's, parsed (tests/unit/test_settings.py holds the two equal)."""
 
     secret_id: str
     table_name: str

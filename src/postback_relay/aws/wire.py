@@ -1,7 +1,7 @@
 """DynamoDB's wire format (``{"S": "…"}``, ``{"N": "1.5"}``, …) to and from Python, for every read and write
 of the table.
 
-The same values as boto3's TypeSerializer/TypeDeserializer (tests/test_store_wire.py proves it), on a short
+The same values as boto3's TypeSerializer/TypeDeserializer (tests/unit/test_store_wire.py proves it), on a short
 path for the types a record holds: TypeSerializer tries its type tests one by one (~2 µs a value, and a
 record write carries ~25 values); anything else still goes through boto3's."""
 

@@ -1,5 +1,5 @@
 """HTTP API (payload format 2.0) routing for the Lambda handler: the part of powertools'
-APIGatewayHttpResolver that the relay uses, answering as it does (tests/test_routing.py holds the two side
+APIGatewayHttpResolver that the relay uses, answering as it does (tests/unit/test_routing.py holds the two side
 by side), without its cost. Importing the resolver loads every powertools resolver, AppSync, asyncio, OpenAPI
 and some forty event data classes: about 24 ms of a cold start whose floor (boto3 + requests) is ~140 ms.
 Each request then runs its middleware stack: about 0.1 ms of a ~1 ms webhook."""

@@ -191,7 +191,7 @@ def trafficstars_url_check(url: str, local: bool) -> Check:
 
 # Every setting the stack passes its functions from a parameter (template.yaml, Globals: Environment), by
 # environment variable: the settings table's parameter column (SECRET_ID aside: the stack's own secret unless
-# SecretArn names one), and powertools' log level. tests/test_checks_settings.py holds this equal to the template.
+# SecretArn names one), and powertools' log level. tests/unit/test_checks_settings.py holds this equal to the template.
 STACK_SETTINGS = {
     **{v.name: v.parameter for v in ALL_VARIABLES if v.parameter and v.name != "SECRET_ID"},
     "POWERTOOLS_LOG_LEVEL": "LogLevel",

@@ -111,8 +111,8 @@ def local_deployment() -> Deployment:
     """`make run`'s resources: the same ports and names it uses (MOTO_PORT, SANDBOX_PORT, PORT).
 
     Needs nothing but the installed package: not template.yaml (absent after `pip install .`) nor PyYAML.
-    The local run serves every route of the template, which are the sources in ROUTED (tests/test_template.py
-    holds the two equal), so the routed sources are ROUTED's."""
+    The local run serves every route of the template, which are the sources in ROUTED
+    (tests/infrastructure/test_template.py holds the two equal), so the routed sources are ROUTED's."""
     import boto3
 
     endpoint = f"http://{local_run.HOST}:{local_run.port('MOTO_PORT', 5005)}"

@@ -1,0 +1,116 @@
+"""The relay's logic, orchestrated: verify → parse → record → attempt → record → schedule. This module only
+orchestrates; each step is its own module here: verification.py (which secret
+signed it), recording.py (what the payment counts as, and its record), sending.py (the attempt, its outcome,
+retries and the sweep), reversals.py (refunds and chargebacks, before or after their purchase).
+
+Invariants kept here: a 2xx only after the record is durable; one successful GET per identity; unsigned
+input changes nothing; the key never leaves the network client and the secret store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aws_lambda_powertools import Logger
+
+from postback_relay.aws.queue import RetryQueue
+from postback_relay.aws.secrets import RelaySecrets, SecretStore
+from postback_relay.aws.store import ConversionStore, StoreUnavailable
+from postback_relay.core.conversion import Ignored, Link, Reversal
+from postback_relay.core.outcome import BadRequest, Outcome, PayloadTooLarge, Unavailable
+from postback_relay.networks.trafficstars import TrafficStarsClient
+from postback_relay.platforms.base import AnswersPings, MalformedEvent, WebhookSource
+from postback_relay.relay.recording import Recorder
+from postback_relay.relay.reversals import Reverser
+from postback_relay.relay.sending import Sender, tag_logs
+from postback_relay.relay.verification import Verifier
+from postback_relay.settings import Settings
+
+logger = Logger(child=True)
+
+
+class Relay:
+    """Turns one verified webhook into at most one postback, with a durable record of what happened."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: SecretStore,
+        store: ConversionStore,
+        client: TrafficStarsClient,
+        queue: RetryQueue | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._secrets = secrets
+        self._queue = queue
+        self._verifier = Verifier(secrets, settings.signature_tolerance_seconds, clock)
+        self._sender = Sender(
+            store,
+            client,
+            secrets,
+            queue,
+            settings.retry_policy,
+            settings.send_lease_seconds,
+            settings.sweep_grace_seconds,
+            clock,
+        )
+        self._reverser = Reverser(store)
+        self._recorder = Recorder(settings, store, client, self._sender, self._reverser)
+        self._parse_context = settings.parse_context
+
+    def handle(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> Outcome:
+        """Process one webhook delivery; raises RelayError for answers that are not a processed event."""
+        if len(raw_body) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"body is larger than {self.settings.max_body_bytes} bytes")
+        if isinstance(source, AnswersPings) and source.is_ping(raw_body, headers):
+            logger.info("platform ping answered", extra={"source": source.name})
+            return Outcome("ping", {"status": "ping"})
+        secrets = self._verifier.verified(source, raw_body, headers)
+        try:
+            payload = json.loads(raw_body)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8/16/32, or nested deeper than Python recurses
+            raise BadRequest("body is not valid JSON") from None
+        return self._process(source, payload, secrets)
+
+    def handle_query(self, source: WebhookSource, raw_query: str, headers: Mapping[str, str]) -> Outcome:
+        """Process one GET postback: the raw query string is what the sender authenticates and what the
+        source reads, as ``parse_qsl`` pairs (API Gateway's comma-joined parameters would be ambiguous)."""
+        raw = raw_query.encode("utf-8")
+        if len(raw) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"query is larger than {self.settings.max_body_bytes} bytes")
+        secrets = self._verifier.verified(source, raw, headers)
+        return self._process(source, parse_qsl(raw_query, keep_blank_values=True), secrets)
+
+    def _process(self, source: WebhookSource, payload: Any, secrets: RelaySecrets) -> Outcome:
+        try:
+            event = source.parse(payload, self._parse_context)
+        except MalformedEvent as exc:
+            raise BadRequest(str(exc)) from None
+        if isinstance(event, Ignored):
+            logger.info("event ignored", extra={"event_type": event.event_type, "reason": event.reason})
+            return Outcome("ignored", {"status": "ignored", "reason": event.reason})
+        tag_logs(event.event_id)
+        try:
+            if isinstance(event, Reversal):
+                outcome = self._reverser.reverse(event)
+            elif isinstance(event, Link):
+                outcome = self._recorder.link(event)
+            else:
+                outcome = self._recorder.convert(event, secrets)
+        except StoreUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        return replace(outcome, event_id=event.event_id)
+
+    def retry(self, conversion_id: str, message_due_at: float | None = None) -> Outcome | None:
+        """The retry worker's attempt at one conversion (see Sender.retry); None when it is not (or no longer)
+        due. The secret is read before the claim: a claim without a key would only strand it."""
+        return self._sender.retry(conversion_id, self._verifier.current(), message_due_at)
+
+    def sweep(self, deadline: Callable[[], bool] = lambda: False) -> int:
+        """Re-queue the conversions whose due time passed (see Sender.sweep); returns how many."""
+        return self._sender.sweep(deadline)

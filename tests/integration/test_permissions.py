@@ -1,0 +1,163 @@
+"""Each function's IAM permissions in template.yaml are exactly the calls its code makes: every call a
+function's paths make (run against moto server, each request with the resource it names) is granted, and
+every grant is used by some path. An exhausting path that cannot reach the dead-letter queue, or a sweep
+that can read every key and signing secret, fails here."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities import parameters
+
+from postback_relay.runtime import reset_runtime
+from postback_relay_dev.apigw import LocalContext
+from postback_relay_dev.sandbox import TrafficStarsSandbox
+from postback_relay_dev.template import load_template
+from postback_relay_dev.worker import sqs_event
+from tests.support.aws import Aws
+from tests.support.constants import TEST_STRIPE_SECRET
+from tests.support.helpers import Invoker, charge_refunded, checkout_session, stripe_event
+
+Grant = tuple[str, str]  # (IAM action, possibly with a wildcard; the resource: table, index/due, secret, a queue)
+
+
+def granted(function: str) -> set[Grant]:
+    """The function's policies in the template, as (action, resource) pairs; a policy this test does not
+    know how to read fails it, so a new kind of grant is pinned too."""
+    grants: set[Grant] = set()
+    for policy in load_template()["Resources"][function]["Properties"]["Policies"]:
+        if "AWSSecretsManagerGetSecretValuePolicy" in policy:
+            grants.add(("secretsmanager:GetSecretValue", "secret"))
+        elif "SQSSendMessagePolicy" in policy:
+            queue = policy["SQSSendMessagePolicy"]["QueueName"]["GetAtt"].split(".")[0]
+            grants.add(("sqs:SendMessage*", queue))  # the action SAM's policy template grants
+        elif "Statement" in policy:
+            for statement in policy["Statement"]:
+                assert statement["Effect"] == "Allow"
+                resource = {
+                    json.dumps({"GetAtt": "ConversionsTable.Arn"}): "table",
+                    json.dumps({"Sub": "${ConversionsTable.Arn}/index/due"}): "index/due",
+                }[json.dumps(statement["Resource"])]
+                grants |= {(action, resource) for action in statement["Action"]}
+        else:
+            raise AssertionError(f"{function}: a policy this test cannot read: {policy}")
+    return grants
+
+
+def used(aws: Aws) -> set[Grant]:
+    """The calls moto received, as (IAM action, resource)."""
+    services = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "secretsmanager": "secretsmanager"}
+    queues = {aws.retry_url.rsplit("/", 1)[-1]: "RetryQueue", aws.dead_letter_url.rsplit("/", 1)[-1]: "DeadLetterQueue"}
+    calls: set[Grant] = set()
+    for target, resource in aws.server.requests:
+        service, _, operation = target.partition(".")
+        if resource in queues:
+            kind = queues[resource]
+        elif "/index/" in resource:
+            kind = "index/" + resource.rsplit("/", 1)[-1]
+        elif resource == aws.table_name:
+            kind = "table"
+        else:
+            kind = "secret"
+        calls.add((f"{services[service]}:{operation}", kind))
+    return calls
+
+
+def assert_exactly(function: str, calls: set[Grant]) -> None:
+    grants = granted(function)
+    ungranted = {c for c in calls if not any(r == c[1] and fnmatch.fnmatchcase(c[0], a) for a, r in grants)}
+    unused = {g for g in grants if not any(r == g[1] and fnmatch.fnmatchcase(a, g[0]) for a, r in calls)}
+    assert (ungranted, unused) == (set(), set()), f"{function}: calls not granted, grants not used"
+
+
+def fresh_container(relay_env: pytest.MonkeyPatch, **env: str) -> None:
+    """A new container: nothing cached, so its first secret read is seen."""
+    for name, value in env.items():
+        relay_env.setenv(name, value)
+    parameters.clear_caches()
+    reset_runtime()
+
+
+def every_path(aws: Aws, steps: list[Callable[[], Any]]) -> set[Grant]:
+    aws.server.requests.clear()
+    for step in steps:
+        step()
+    return used(aws)
+
+
+def purchase(pi: str) -> bytes:
+    return stripe_event("checkout.session.completed", checkout_session(payment_intent=pi))
+
+
+def test_the_webhook_function_may_record_send_queue_and_dead_letter_and_nothing_else(
+    invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+) -> None:
+    def outage() -> None:
+        sandbox.state.fault = lambda r: (503, "")
+
+    calls = every_path(
+        aws,
+        [
+            lambda: invoke.stripe(purchase("pi_sent"), TEST_STRIPE_SECRET),  # secret, record, finish
+            lambda: invoke.stripe(purchase("pi_sent"), TEST_STRIPE_SECRET),  # duplicate
+            lambda: invoke.stripe(  # a refund: the aliases of the ids it names, then the reversal
+                stripe_event("charge.refunded", charge_refunded(pi="pi_sent")), TEST_STRIPE_SECRET
+            ),
+            outage,
+            lambda: invoke.stripe(purchase("pi_queued"), TEST_STRIPE_SECRET),  # retry queue
+            lambda: fresh_container(relay_env, RETRY_WINDOW_SECONDS="1", RETRY_BASE_DELAY_SECONDS="30"),
+            lambda: invoke.stripe(purchase("pi_exhausted"), TEST_STRIPE_SECRET),  # dead-letter queue
+        ],
+    )
+    assert aws.record("stripe#pi_exhausted")["status"] == "failed"  # type: ignore[index]
+    assert_exactly("WebhookFunction", calls)
+
+
+def test_the_retry_function_may_claim_send_requeue_and_dead_letter_and_nothing_else(
+    invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+) -> None:
+    from postback_relay.handlers.retry import retry_handler
+
+    sandbox.state.fault = lambda r: (503, "")
+    fresh_container(relay_env, RETRY_BASE_DELAY_SECONDS="0.01", RETRY_MAX_DELAY_SECONDS="0.02")
+    invoke.stripe(purchase("pi_retry"), TEST_STRIPE_SECRET)
+    invoke.stripe(purchase("pi_late"), TEST_STRIPE_SECRET)
+
+    def retry(pi: str) -> None:
+        body = json.dumps({"conversion_id": f"stripe#{pi}"})
+        message = {"MessageId": pi, "ReceiptHandle": pi, "Body": body}
+        retry_handler(sqs_event([message], "arn:aws:sqs:us-east-1:123456789012:retry"), LocalContext())
+
+    time.sleep(0.05)
+    calls = every_path(
+        aws,
+        [
+            lambda: fresh_container(relay_env),
+            lambda: retry("pi_retry"),  # secret, claim, finish, re-queue
+            lambda: fresh_container(relay_env, RETRY_WINDOW_SECONDS="1"),
+            lambda: time.sleep(1.1),
+            lambda: retry("pi_late"),  # dead-letter queue
+        ],
+    )
+    assert aws.record("stripe#pi_late")["status"] == "failed"  # type: ignore[index]
+    assert_exactly("RetryFunction", calls)
+
+
+def test_the_sweep_function_may_read_the_due_index_and_queue_and_nothing_else(
+    invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
+) -> None:
+    from postback_relay.handlers.retry import sweep_handler
+
+    sandbox.state.fault = lambda r: (503, "")
+    fresh_container(relay_env, RETRY_BASE_DELAY_SECONDS="0.01", RETRY_MAX_DELAY_SECONDS="0.02")
+    invoke.stripe(purchase("pi_stranded"), TEST_STRIPE_SECRET)
+    fresh_container(relay_env, SWEEP_GRACE_SECONDS="0")
+    time.sleep(0.05)
+    calls = every_path(aws, [lambda: sweep_handler({}, LocalContext(function_name="SweepFunction", timeout_s=60))])
+    assert ("sqs:SendMessageBatch", "RetryQueue") in calls
+    assert_exactly("SweepFunction", calls)
