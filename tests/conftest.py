@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.support.operator_env import OPERATOR_ENVIRONMENT  # noqa: F401 - captured before the update below
+
 # The handler validates its settings at import, so the environment is set before any test imports it.
 # Nothing here can reach AWS: every client points at the moto server on 127.0.0.1.
 os.environ.update(
