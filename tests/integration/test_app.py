@@ -358,6 +358,17 @@ class TestTrafficStarsAnswers:
         assert aws.calls("GetSecretValue") == 2  # the cached fetch and exactly one refetch
 
 
+    def test_invalid_key_when_the_refetched_secret_has_lost_its_key_is_still_a_recorded_rejection(
+        self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        invoke.stripe(purchase(payment_intent="pi_warm"), TEST_STRIPE_SECRET)  # fills the secret cache
+        sandbox.state.key = "a-key-nobody-configured"
+        aws.put_secret({"stripe_webhook_secret": TEST_STRIPE_SECRET})  # the key removed meanwhile
+        reply = invoke.stripe(purchase(), TEST_STRIPE_SECRET)
+        assert (reply.status, reply.body["status"]) == (200, "rejected")
+        record = aws.record(PURCHASE)
+        assert record is not None and [a["outcome"] for a in record["attempt_log"]] == ["invalid_key"]
+
 class TestRefusals:
     def test_a_wrong_signature_is_401_and_stores_nothing(
         self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox

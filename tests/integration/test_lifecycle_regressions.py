@@ -20,7 +20,7 @@ from postback_relay.runtime import build_runtime, reset_runtime
 from postback_relay.settings import Settings
 from postback_relay_dev.sandbox import Received, TrafficStarsSandbox
 from postback_relay_dev.worker import sweep_once
-from tests import emf
+from tests.support import emf
 from tests.support.aws import Aws
 from tests.support.constants import FAULT_FIGURES, TEST_KEY, TEST_SOURCE_SECRETS, TEST_STRIPE_SECRET
 from tests.support.helpers import CLICK_ID, Invoker, charge_refunded, checkout_session, stripe_event, stripe_signature

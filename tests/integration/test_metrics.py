@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics.provider import cold_start
 
 from postback_relay.handlers import telemetry
 from postback_relay_dev.sandbox import TrafficStarsSandbox
-from tests import emf
+from tests.support import emf
 from tests.support.aws import Aws
 from tests.support.constants import TEST_STRIPE_SECRET
 from tests.support.helpers import Invoker, charge_refunded, checkout_session, stripe_event
