@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from postback_relay.aws import reads
 from postback_relay.aws.errors import describe, error_code
 from postback_relay.aws.wire import from_item, from_wire, to_wire
 from postback_relay.core.expression import Expression, Update
@@ -337,7 +336,9 @@ class ConversionStore:
         self, statuses: tuple[str, ...] = (), since: str | None = None, click_id: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Records matching every given filter, by Scan (`reads.select`): for operators' replays, not for the
-        request path."""
+        request path (so `reads` is imported here, not at the cold start of a function that never reads)."""
+        from postback_relay.aws import reads
+
         try:
             yield from reads.select(self._client, self._table, statuses, since, click_id)
         except (ClientError, BotoCoreError) as exc:
@@ -345,6 +346,8 @@ class ConversionStore:
 
     def get(self, pk: str) -> dict[str, Any] | None:
         """The record, read consistently (`reads.get`; used by tests and operators)."""
+        from postback_relay.aws import reads
+
         try:
             return reads.get(self._client, self._table, pk)
         except (ClientError, BotoCoreError) as exc:
