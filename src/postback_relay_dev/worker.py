@@ -4,7 +4,6 @@ queue, hand batches to the retry handler as SQS events, delete what succeeded, a
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from postback_relay_dev.apigw import LocalContext
@@ -101,13 +100,3 @@ class LocalPipeline:
                     sweep_once()
             except Exception as exc:  # noqa: BLE001
                 print(f"sweep: {type(exc).__name__}: {exc}", flush=True)
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

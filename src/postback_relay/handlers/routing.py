@@ -7,7 +7,6 @@ Each request then runs its middleware stack: about 0.1 ms of a ~1 ms webhook."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import math
 import re
@@ -35,12 +34,10 @@ class Response(Generic[T]):
         content_type: str | None = None,
         body: T | None = None,
         headers: Mapping[str, str | list[str]] | None = None,
-        cookies: list[str] | None = None,
     ) -> None:
         self.status_code = status_code
         self.body = body
         self.headers: dict[str, str | list[str]] = dict(headers or {})
-        self.cookies = list(cookies or [])
         if content_type:
             self.headers.setdefault("Content-Type", content_type)
 
@@ -81,11 +78,6 @@ class HttpEvent:
         return bool(self.raw_event.get("isBase64Encoded"))
 
     @property
-    def query_string_parameters(self) -> dict[str, str]:
-        """Query parameters (repeated ones joined with commas, as API Gateway sends them)."""
-        return dict(self.raw_event.get("queryStringParameters") or {})
-
-    @property
     def raw_query_string(self) -> str:
         """The query string exactly as sent (repeated and empty parameters kept)."""
         return str(self.raw_event.get("rawQueryString") or "")
@@ -102,11 +94,6 @@ class HttpEvent:
         stage = self.raw_event.get("requestContext", {}).get("stage", "$default")
         return raw[len("/" + stage) :] if stage != "$default" else raw
 
-    def get_header_value(self, name: str, default: str | None = None) -> str | None:
-        """One header, whatever the case of ``name``."""
-        value: str | None = self.headers.get(name, default)
-        return value
-
 
 class Router:
     """Routes by method and path (``/webhooks/<source_name>``), maps exceptions to answers with the handlers
@@ -117,7 +104,6 @@ class Router:
         self._dynamic: list[tuple[str, re.Pattern[str], Route]] = []
         self._exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
         self.current_event: HttpEvent = HttpEvent({})
-        self.lambda_context: Any = None
         self.context: dict[str, Any] = {}
 
     def append_context(self, **values: Any) -> None:
@@ -157,7 +143,6 @@ class Router:
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         """Answer one event."""
         self.current_event = request = HttpEvent(event)
-        self.lambda_context = context
         try:
             return self._resolve(request)
         finally:
@@ -189,20 +174,17 @@ class Router:
 
 
 def _json_default(value: Any) -> Any:
-    """What powertools' JSON encoder adds to the standard one: Decimals and dataclasses."""
+    """What powertools' JSON encoder adds to the standard one for Decimals (its dataclass support is unused)."""
     if isinstance(value, Decimal):
         return math.nan if value.is_nan() else str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _build(result: Any) -> dict[str, Any]:
-    """The payload-2.0 response powertools builds for a Response, a (body, status) tuple or a plain body."""
+    """The payload-2.0 response powertools builds for a Response or a plain body (the two kinds of answer the
+    relay's routes give)."""
     if isinstance(result, Response):
         response: Response[Any] = result
-    elif isinstance(result, tuple) and len(result) == 2:
-        response = Response(result[1], APPLICATION_JSON, result[0])
     else:
         response = Response(200, APPLICATION_JSON, result)
     body: Any = response.body
@@ -220,5 +202,5 @@ def _build(result: Any) -> dict[str, Any]:
         "body": body,
         "isBase64Encoded": encoded,
         "headers": headers,
-        "cookies": [str(cookie) for cookie in response.cookies],
+        "cookies": [],  # the relay sets none
     }
