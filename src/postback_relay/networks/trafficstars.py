@@ -82,8 +82,9 @@ class PostbackOptions:
         return self.goal_ids.get("purchase") if goal == "renewal" else None
 
 
-def _url(environ: Mapping[str, str], name: str, default: str) -> str:
-    return checked_url(environ.get(name, default), env.flag(environ, "LOCAL_MODE", False))
+def _as_given(environ: Mapping[str, str], name: str, default: str) -> str:
+    """The URL as set: from_env checks it with checked_url, which needs LOCAL_MODE as well."""
+    return environ.get(name, default)
 
 
 def _goal_id(environ: Mapping[str, str], name: str, default: str) -> str | None:
@@ -106,7 +107,7 @@ def _price(environ: Mapping[str, str], name: str, default: str) -> str | Decimal
 
 # TrafficStars' environment variables (settings.py reads them through TrafficStarsSettings.from_env).
 VARIABLES: tuple[env.Variable, ...] = (
-    env.Variable("TRAFFICSTARS_URL", "url", _url, DEFAULT_URL, "TrafficStarsUrl"),
+    env.Variable("TRAFFICSTARS_URL", "url", _as_given, DEFAULT_URL, "TrafficStarsUrl"),
     env.Variable("TRAFFICSTARS_URL_FORM", "form", env.choice("path", "query"), "path", "TrafficStarsUrlForm"),
     *(
         env.Variable(f"TRAFFICSTARS_GOAL_{kind.upper()}", f"goal_ids.{kind}", _goal_id, "", f"GoalId{kind.title()}")
@@ -131,8 +132,9 @@ class TrafficStarsSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str], local_mode: bool) -> TrafficStarsSettings:
         """Read and validate the TRAFFICSTARS_* variables; ``local_mode`` allows http:// on loopback."""
-        values = env.read_variables(VARIABLES, {**environ, "LOCAL_MODE": "true" if local_mode else "false"})
-        return cls(values["url"], _options(values), values["connect_timeout_seconds"], values["read_timeout_seconds"])
+        values = env.read_variables(VARIABLES, environ)
+        url = checked_url(values["url"], local_mode)
+        return cls(url, _options(values), values["connect_timeout_seconds"], values["read_timeout_seconds"])
 
 
 def checked_url(raw: str, local_mode: bool) -> str:

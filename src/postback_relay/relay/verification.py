@@ -26,10 +26,6 @@ class Verifier:
         except SecretUnavailable as exc:
             raise Unavailable(str(exc)) from None
 
-    def refresh(self) -> RelaySecrets | None:
-        """The secret fetched again now (rate-limited by the store), None when that is not possible."""
-        return self._secrets.refresh()
-
     def verified(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> RelaySecrets:
         """The secret whose signing secrets verify the delivery; Unauthorized, or SourceNotConfigured for a
         platform without any."""
