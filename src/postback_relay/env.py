@@ -96,6 +96,7 @@ class Variable(NamedTuple):
     read: Reader  # (environment, name, default) → the value, or SettingsError naming the variable
     default: str  # as the environment would hold it; "" for a required one or one that is unset by default
     parameter: str | None = None  # the template parameter a deployer sets it with, if any
+    per_tenant: bool = False  # a tenant may set its own (core/tenant.py); else one value for the deployment
 
 
 def read_variables(variables: tuple[Variable, ...], environ: Mapping[str, str]) -> dict[str, Any]:

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from postback_relay.core.tenant import TenantConfig
 from postback_relay.relay import Relay
+from postback_relay.relay.tenants import Tenants
 from postback_relay.settings import Settings
 
 
@@ -15,7 +17,8 @@ class Runtime(NamedTuple):
     """Everything a request needs, created on first use and reused by every warm invocation."""
 
     settings: Settings
-    relay: Relay
+    relay: Relay  # the default tenant's
+    tenants: Tenants  # every tenant's, the default's included
 
 
 _lock = threading.Lock()
@@ -83,12 +86,29 @@ def build_runtime(settings: Settings, clock: Callable[[], float] = time.time, sq
         queue = RetryQueue(
             sqs or session.client("sqs", config=aws_config), settings.retry_queue_url, settings.dead_letter_queue_url
         )
-    secrets = SecretStore(
-        settings.secret_id,
-        SecretsProvider(boto3_client=secretsmanager),
-        settings.secret_max_age_seconds,
-        settings.secret_refresh_min_interval_seconds,
-    )
+    provider = SecretsProvider(boto3_client=secretsmanager)
+
+    def secret(secret_id: str) -> SecretStore:
+        return SecretStore(
+            secret_id, provider, settings.secret_max_age_seconds, settings.secret_refresh_min_interval_seconds
+        )
+
     store = ConversionStore(dynamodb, settings.table_name, settings.retention_days, clock)
     client = TrafficStarsClient.from_settings(settings.trafficstars)  # the network: the one selector
-    return Runtime(settings, Relay(settings, secrets, store, client, queue, clock))
+    relay = Relay(settings, secret(settings.secret_id), store, client, queue, clock)
+    prefix = settings.tenant_secret_prefix
+
+    def tenant_relay(config: TenantConfig) -> Relay:
+        """A named tenant's relay: its settings, its secret, its own postback shape over the shared session."""
+        own = settings.for_tenant(config.settings)
+        own_client = TrafficStarsClient.from_settings(own.trafficstars, client)
+        return Relay(
+            own, secret(f"{prefix}{config.name}"), store, own_client, queue, clock, config.name, config.sources
+        )
+
+    directory = None
+    if prefix:
+        from postback_relay.aws.tenants import TenantDirectory
+
+        directory = TenantDirectory(dynamodb, settings.table_name, settings.secret_max_age_seconds)
+    return Runtime(settings, relay, Tenants(relay, directory, tenant_relay))

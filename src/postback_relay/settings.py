@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -37,7 +37,7 @@ from postback_relay.env import (
 from postback_relay.networks import trafficstars
 from postback_relay.networks.trafficstars import TrafficStarsSettings
 
-__all__ = ["ALL_VARIABLES", "VARIABLES", "Settings", "SettingsError"]
+__all__ = ["ALL_VARIABLES", "TENANT_VARIABLES", "VARIABLES", "Settings", "SettingsError"]
 
 STATUS_WORD = re.compile(r"[!-~]{1,50}")  # printable ASCII without spaces, as a status macro is filled in
 
@@ -83,24 +83,48 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SECRET_ID", "secret_id", text_reader, "", "SecretArn"),
     Variable("TABLE_NAME", "table_name", text_reader, ""),
     Variable("LOCAL_MODE", "local_mode", flag_reader, "false"),
-    Variable("CLICK_ID_METADATA_KEY", "click_id_metadata_key", text_reader, "click_id", "ClickIdMetadataKey"),
-    Variable("ACCOUNT_CURRENCY", "account_currency", currency_reader, "USD", "AccountCurrency"),
-    Variable("FX_RATES", "fx_rates", _fx_rates, "", "FxRates"),
+    Variable("TENANT_SECRET_PREFIX", "tenant_secret_prefix", optional_reader, ""),
     Variable(
-        "VALUE_POLICY", "value_policy.kind", choice("amount", "fixed", "percent", "none"), "amount", "ValuePolicy"
+        "CLICK_ID_METADATA_KEY", "click_id_metadata_key", text_reader, "click_id", "ClickIdMetadataKey", per_tenant=True
     ),
-    Variable("VALUE_FIXED", "value_policy.fixed", decimal(0), "0", "ValueFixed"),
-    Variable("VALUE_PERCENT", "value_policy.percent", decimal(0), "100", "ValuePercent"),
-    Variable("VALUE_OUT_OF_RANGE", "value_policy.out_of_range", choice("clamp", "omit"), "clamp", "ValueOutOfRange"),
-    Variable("UPGRADES_COUNT_AS", "upgrades_count_as", choice("nothing", "renewal"), "nothing", "UpgradesCountAs"),
-    Variable("FORWARD_TEST_EVENTS", "forward_test_events", flag_reader, "false", "ForwardTestEvents"),
+    Variable("ACCOUNT_CURRENCY", "account_currency", currency_reader, "USD", "AccountCurrency", per_tenant=True),
+    Variable("FX_RATES", "fx_rates", _fx_rates, "", "FxRates", per_tenant=True),
+    Variable(
+        "VALUE_POLICY",
+        "value_policy.kind",
+        choice("amount", "fixed", "percent", "none"),
+        "amount",
+        "ValuePolicy",
+        per_tenant=True,
+    ),
+    Variable("VALUE_FIXED", "value_policy.fixed", decimal(0), "0", "ValueFixed", per_tenant=True),
+    Variable("VALUE_PERCENT", "value_policy.percent", decimal(0), "100", "ValuePercent", per_tenant=True),
+    Variable(
+        "VALUE_OUT_OF_RANGE",
+        "value_policy.out_of_range",
+        choice("clamp", "omit"),
+        "clamp",
+        "ValueOutOfRange",
+        per_tenant=True,
+    ),
+    Variable(
+        "UPGRADES_COUNT_AS",
+        "upgrades_count_as",
+        choice("nothing", "renewal"),
+        "nothing",
+        "UpgradesCountAs",
+        per_tenant=True,
+    ),
+    Variable("FORWARD_TEST_EVENTS", "forward_test_events", flag_reader, "false", "ForwardTestEvents", per_tenant=True),
     Variable("RETENTION_DAYS", "retention_days", whole(1), "90", "RetentionDays"),
     Variable(
         "POSTBACK_APPROVED_STATUSES",
         "postback_approved_statuses",
         _approved_statuses,
         ",".join(DEFAULT_APPROVED_STATUSES),
+        per_tenant=True,
     ),
+    Variable("RETRY_RATE_PER_SECOND", "retry_rate_per_second", seconds(0.1), "10", per_tenant=True),
     Variable("SECRET_MAX_AGE_SECONDS", "secret_max_age_seconds", whole(1), "300"),
     Variable("SECRET_REFRESH_MIN_INTERVAL_SECONDS", "secret_refresh_min_interval_seconds", seconds(0), "5"),
     Variable("SEND_LEASE_SECONDS", "send_lease_seconds", whole(5), "30"),
@@ -115,6 +139,8 @@ VARIABLES: tuple[Variable, ...] = (
 )
 # Every variable the relay reads, its own and its network's: what the template and the README are checked against.
 ALL_VARIABLES: tuple[Variable, ...] = VARIABLES + trafficstars.VARIABLES
+# What a tenant's configuration may set (its `settings`), by name.
+TENANT_VARIABLES: frozenset[str] = frozenset(v.name for v in ALL_VARIABLES if v.per_tenant)
 
 
 @dataclass(frozen=True)
@@ -124,6 +150,7 @@ class Settings:
 
     secret_id: str
     table_name: str
+    tenant_secret_prefix: str | None = None  # tenant T's secret is this + T (unset: no tenants besides default)
     trafficstars: TrafficStarsSettings = field(default_factory=TrafficStarsSettings)
     local_mode: bool = False  # allows an http:// TRAFFICSTARS_URL on loopback (make run, tests)
     click_id_metadata_key: str = "click_id"
@@ -141,6 +168,7 @@ class Settings:
     dead_letter_queue_url: str | None = None  # where exhausted conversions are parked
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     sweep_grace_seconds: int = 60  # how late a due conversion may be before the sweep acts
+    retry_rate_per_second: float = 10.0  # the retry worker's sends per second for one tenant, per instance
     upgrades_count_as: UpgradePolicy = "nothing"  # what an upgrade's charge is sent as (README lifecycle table)
     # tracker `status` values that count (lower-case); an empty status always counts
     postback_approved_statuses: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_APPROVED_STATUSES))
@@ -169,6 +197,28 @@ class Settings:
         values["value_policy"] = _value_policy(values["value_policy"], environ)
         values["trafficstars"] = TrafficStarsSettings.from_env(environ, values["local_mode"])
         return cls(**values)
+
+    def for_tenant(self, overrides: Mapping[str, str]) -> Settings:
+        """A tenant's settings: these (the deployment's), with every per-tenant setting read from
+        ``overrides`` by the same readers, and the table's default where the tenant sets none, never this
+        deployment's own value (one client's currency or goals must not become another's). SettingsError
+        names a setting a tenant may not set or a value that is not valid; the CLI calls this before it
+        writes a tenant, the relay when it serves one."""
+        refused = sorted(set(overrides) - TENANT_VARIABLES)
+        if refused:
+            raise SettingsError(
+                f"{', '.join(refused)}: not a tenant setting (a tenant may set {', '.join(sorted(TENANT_VARIABLES))})"
+            )
+        own = tuple(variable for variable in VARIABLES if variable.per_tenant)
+        values = read_variables(own, overrides)
+        values["value_policy"] = _value_policy(values["value_policy"], overrides)
+        network = TrafficStarsSettings.from_env(overrides, self.local_mode)
+        values["trafficstars"] = replace(
+            network,
+            connect_timeout_seconds=self.trafficstars.connect_timeout_seconds,
+            read_timeout_seconds=self.trafficstars.read_timeout_seconds,
+        )
+        return replace(self, **values)
 
 
 def _value_policy(parts: dict[str, Any], environ: Mapping[str, str]) -> ValuePolicy:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 
-from postback_relay.ops.local_run import HOST, QUEUE_PREFIX, SECRET_ID, TABLE_NAME, port
+from postback_relay.networks.trafficstars import KEY_FIELD
+from postback_relay.ops.local_run import HOST, QUEUE_PREFIX, SECRET_ID, TABLE_NAME, TENANT_SECRET_PREFIX, port
 from postback_relay.platforms import ROUTED
 
 DEMO_TRAFFICSTARS_KEY = "local-demo-trafficstars-key"
@@ -17,7 +18,7 @@ DEMO_TRAFFICSTARS_KEY = "local-demo-trafficstars-key"
 SECRET_FIELDS = {
     field: (field.upper(), demo)
     for field, demo in [
-        ("trafficstars_key", DEMO_TRAFFICSTARS_KEY),
+        (KEY_FIELD, DEMO_TRAFFICSTARS_KEY),
         *((source.secret_field, source.demo_secret) for source in ROUTED.values()),
     ]
 }
@@ -35,6 +36,7 @@ __all__ = [
     "SECRET_FIELDS",
     "SECRET_ID",
     "TABLE_NAME",
+    "TENANT_SECRET_PREFIX",
     "port",
     "secret_values",
 ]

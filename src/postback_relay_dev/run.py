@@ -70,6 +70,7 @@ def main() -> None:
             f"  outage:       curl -k -X POST {root}/__sandbox/outage   (and .../__sandbox/recover)\n"
         )
     env.update({"SECRET_ID": defaults.SECRET_ID, "TABLE_NAME": defaults.TABLE_NAME, "LOCAL_MODE": "true"})
+    env.setdefault("TENANT_SECRET_PREFIX", defaults.TENANT_SECRET_PREFIX)
     env.setdefault("POWERTOOLS_SERVICE_NAME", "postback-relay")
     env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PostbackRelay")
     env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")

@@ -60,8 +60,15 @@ def test_the_secret_is_a_parameter_and_the_policies_are_least_privilege(template
         assert grants in ([], [{"SecretArn": secret}])
         statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
         table = {"GetAtt": "ConversionsTable.Arn"}
-        assert all(s["Resource"] in (table, {"Sub": "${ConversionsTable.Arn}/index/due"}) for s in statements)
+        tenant_secrets = {
+            "Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+            "postback-relay/${AWS::StackName}/tenants/*"
+        }
+        due = {"Sub": "${ConversionsTable.Arn}/index/due"}
+        assert all(s["Resource"] in (table, due, tenant_secrets) for s in statements)
         assert all(not a.endswith("*") for s in statements for a in s["Action"])
+        # the tenants' secrets, under the one prefix tenant add writes to, may only be read
+        assert all(s["Action"] == ["secretsmanager:GetSecretValue"] for s in statements if s["Resource"] == tenant_secrets)
 
 
 def test_http_api_routes_and_outputs(template: dict[str, Any]) -> None:

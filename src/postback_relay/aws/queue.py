@@ -10,6 +10,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from postback_relay.core.tenant import DEFAULT_TENANT, tenant_of
+
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds ceiling; longer waits are found by the sweep
 
 
@@ -46,9 +48,8 @@ class RetryQueue:
     def dead_letter(self, conversion_id: str, reason: str, attempts: int) -> None:
         """Park an exhausted conversion where an alarm watches and `replay dlq` finds it."""
         if self.dead_letter_url:
-            self._send(
-                self.dead_letter_url, {"conversion_id": conversion_id, "reason": reason, "attempts": attempts}, 0
-            )
+            body = {**_message(conversion_id, None), "reason": reason, "attempts": attempts}
+            self._send(self.dead_letter_url, body, 0)
 
     def _send(self, url: str, body: dict[str, Any], delay: int) -> None:
         try:
@@ -58,7 +59,11 @@ class RetryQueue:
 
 
 def _message(conversion_id: str, due_at: float | None) -> dict[str, Any]:
+    """A retry message. A named tenant's carries its name (its key says it too: the worker reads the key),
+    so a queue's messages can be told apart by tenant without reading the table."""
     body: dict[str, Any] = {"conversion_id": conversion_id}
+    if tenant_of(conversion_id) != DEFAULT_TENANT:
+        body["tenant"] = tenant_of(conversion_id)
     if due_at is not None:
         body["due_at"] = round(due_at, 3)
     return body

@@ -45,6 +45,7 @@ from postback_relay.core.record import (
     iso,
     update_for,
 )
+from postback_relay.core.tenant import DEFAULT_TENANT, tenant_of
 
 DUE_INDEX = "due"  # sparse GSI: only records in flight or waiting carry due_shard/due_at
 
@@ -207,6 +208,8 @@ class ConversionStore:
         now = self._clock()
         _, _, step = _reversal_step(pk, kind, event_id, fields, now)
         facts = {"source": source, "purchase_id": purchase_id, "correlation_id": event_id, **step.fields}
+        if tenant_of(pk) != DEFAULT_TENANT:
+            facts["tenant"] = tenant_of(pk)
         step = step._replace(fields=facts, expires_at=self._expires_at(now))
         if step.target is None:  # a partial refund or a dispute won of nothing recorded changes nothing
             return False

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from postback_relay.core.money import Money
+from postback_relay.core.tenant import DEFAULT_TENANT, scope
 
 MAX_RECORDED_CLICK_ID = 200
 
@@ -60,15 +61,21 @@ class Conversion:
     subscription: str | None = None  # the platform's subscription id, whose memory keeps the click id and first payment
     aliases: tuple[str, ...] = ()  # the purchase's other ids (its PaymentIntent, charge): a reversal may name any
     refunded: Money | None = None  # already partly refunded when delivered (a WooCommerce order's refunds[])
+    tenant: str = DEFAULT_TENANT  # set by the relay serving the tenant; sources never know it
+
+    @property
+    def scope(self) -> str:
+        """The tenant's source: what every key of this purchase starts with (core/tenant.py)."""
+        return scope(self.tenant, self.source)
 
     @property
     def identity(self) -> str:
-        """The record key: source and purchase id, the same for every event of the purchase."""
-        return f"{self.source}#{self.purchase_id}"
+        """The record key: tenant, source and purchase id, the same for every event of the purchase."""
+        return f"{self.scope}#{self.purchase_id}"
 
     @property
     def alias_identities(self) -> tuple[str, ...]:
-        return tuple(f"{self.source}#{alias}" for alias in self.aliases if alias != self.purchase_id)
+        return tuple(f"{self.scope}#{alias}" for alias in self.aliases if alias != self.purchase_id)
 
 
 @dataclass(frozen=True)
@@ -85,11 +92,12 @@ class Reversal:
     # late (a platform's retry after an outage), is born reversed and never sent. Not for trackers, whose
     # reversal of a lead never approved must not stop a later approval of it.
     tombstone: bool = True
+    tenant: str = DEFAULT_TENANT
 
     @property
     def identities(self) -> tuple[str, ...]:
         """The record keys the original conversion may be stored under, most specific first."""
-        return tuple(f"{self.source}#{purchase_id}" for purchase_id in self.purchase_ids)
+        return tuple(f"{scope(self.tenant, self.source)}#{purchase_id}" for purchase_id in self.purchase_ids)
 
 
 @dataclass(frozen=True)
@@ -106,10 +114,15 @@ class Link:
     subscription: str | None = None
     click_id: str | None = None
     first_paid: str | None = None  # the purchase id that is the subscription's first paid payment, when known
+    tenant: str = DEFAULT_TENANT
+
+    @property
+    def scope(self) -> str:
+        return scope(self.tenant, self.source)
 
     @property
     def identity(self) -> str | None:
-        return f"{self.source}#{self.purchase_id}" if self.purchase_id else None
+        return f"{self.scope}#{self.purchase_id}" if self.purchase_id else None
 
 
 class Ignored(NamedTuple):

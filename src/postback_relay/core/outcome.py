@@ -62,6 +62,12 @@ class SourceNotConfigured(RelayError):
         self.looks_signed = looks_signed
 
 
+class UnknownTenant(RelayError):
+    """A tenant route whose tenant does not exist (or was removed): a 404, decided before any secret is read."""
+
+    code = "unknown_tenant"
+
+
 class Unavailable(RelayError):
     """A dependency (DynamoDB, Secrets Manager) could not be reached: the sender should deliver again."""
 
@@ -83,3 +89,4 @@ class Outcome:
     # True when the conversion is durable but not settled (its outcome unwritten, or its retry not queued):
     # a redelivery is only noted as a duplicate, and makes sure it is retried.
     redeliver: bool = False
+    tenant: str = "default"  # whose event it was (core/tenant.py): a shared route learns it only by processing

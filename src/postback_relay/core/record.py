@@ -38,6 +38,7 @@ from enum import Enum, StrEnum
 from typing import Any, NamedTuple
 
 from postback_relay.core.expression import Update
+from postback_relay.core.tenant import DEFAULT_TENANT
 
 
 class Status(StrEnum):
@@ -76,6 +77,7 @@ DUE_SHARD = "due"  # the due index's partition key value: one partition, ordered
 CONVERSION_FIELDS = frozenset(
     {
         "source",
+        "tenant",
         "purchase_id",
         "first_event_id",
         "correlation_id",
@@ -122,6 +124,7 @@ class ConversionRecord:
     pk: str
     status: Status
     source: str = ""
+    tenant: str = DEFAULT_TENANT  # absent on the default tenant's records, as before tenants existed
     purchase_id: str = ""
     first_event_id: str | None = None
     correlation_id: str | None = None  # the platform's event id that created the record
@@ -321,7 +324,7 @@ TOMBSTONE = Transition(
     "tombstone",
     {ABSENT: Guard.NONE},
     REVERSED,
-    REVERSAL_FACTS | {"source", "purchase_id", "correlation_id"},
+    REVERSAL_FACTS | {"source", "tenant", "purchase_id", "correlation_id"},
     notes_event=True,
 )
 NOTE_PARTIAL_REFUND = Transition(

@@ -23,11 +23,13 @@ from postback_relay.core.outcome import (
     SourceNotConfigured,
     Unauthorized,
     Unavailable,
+    UnknownTenant,
 )
+from postback_relay.core.tenant import DEFAULT_TENANT, is_slug
 from postback_relay.handlers import telemetry
 from postback_relay.handlers.routing import APPLICATION_JSON, Response, Router
 from postback_relay.handlers.tracing import make_tracer
-from postback_relay.platforms import POSTBACK_SOURCE, SOURCES
+from postback_relay.platforms import POSTBACK_SOURCE, SHARED, SOURCES
 from postback_relay.runtime import get_runtime, load_settings
 
 logger = Logger()
@@ -42,6 +44,7 @@ ERROR_STATUS: dict[type[RelayError], int] = {
     BadRequest: 400,
     PayloadTooLarge: 413,
     SourceNotConfigured: 404,
+    UnknownTenant: 404,
     Unavailable: 503,
 }
 
@@ -67,18 +70,50 @@ def webhook(source_name: str) -> Response[str]:
     if source is None:
         telemetry.publish(telemetry.refusal_metrics(telemetry.UNKNOWN_SOURCE, "unknown_source"))
         return _json(404, {"error": "unknown_source", "message": f"no webhook source named {source_name!r}"})
-    _serving(source.name)
+    _serving(source.name, DEFAULT_TENANT)
     body = _raw_body(get_runtime().settings.max_body_bytes)
     outcome = get_runtime().relay.handle(source, body, app.current_event.headers)
+    return _answer(source.name, outcome, "webhook handled")
+
+
+@app.post("/webhooks/<tenant>/<source_name>")
+def tenant_webhook(tenant: str, source_name: str) -> Response[str]:
+    """A tenant's webhook (README "Tenants"), or a shared route's (`_connect/stripe`, `_app/shopify`):
+    verified with that tenant's secret (a shared route's with the platform-wide one), recorded under it."""
+    shared = SHARED.get(f"{tenant}/{source_name}")
+    if shared is not None:
+        _serving(shared.name)
+        runtime = get_runtime()
+        body = _raw_body(runtime.settings.max_body_bytes)
+        outcome = runtime.relay.handle_shared(shared, body, app.current_event.headers, runtime.tenants.find)
+        return _answer(shared.name, outcome, "webhook handled")
+    source = SOURCES.get(source_name)
+    if source is None:
+        telemetry.publish(telemetry.refusal_metrics(telemetry.UNKNOWN_SOURCE, "unknown_source"))
+        return _json(404, {"error": "unknown_source", "message": f"no webhook source named {source_name!r}"})
+    _serving(source.name, tenant)
+    relay = get_runtime().tenants.serving(tenant, source_name)
+    outcome = relay.handle(source, _raw_body(relay.settings.max_body_bytes), app.current_event.headers)
     return _answer(source.name, outcome, "webhook handled")
 
 
 @app.get("/postback")
 def postback() -> Response[str]:
     """Trackers' and affiliate networks' S2S postback: a GET whose query string is the conversion."""
-    _serving(POSTBACK_SOURCE.name)
+    return _postback(DEFAULT_TENANT)
+
+
+@app.get("/postback/<tenant>")
+def tenant_postback(tenant: str) -> Response[str]:
+    """A tenant's S2S postback, authenticated by that tenant's token."""
+    return _postback(tenant)
+
+
+def _postback(tenant: str) -> Response[str]:
+    _serving(POSTBACK_SOURCE.name, tenant)
+    relay = get_runtime().tenants.serving(tenant, "postback")
     event = app.current_event
-    outcome = get_runtime().relay.handle_query(POSTBACK_SOURCE, event.raw_query_string or "", event.headers)
+    outcome = relay.handle_query(POSTBACK_SOURCE, event.raw_query_string or "", event.headers)
     return _answer(POSTBACK_SOURCE.name, outcome, "postback handled")
 
 
@@ -90,7 +125,10 @@ def relay_error(error: RelayError) -> Response[str]:
     log("webhook refused", extra={"error": error.code, "reason": str(error), "http_status": http_status})
     source = str(app.context.get("source", telemetry.UNKNOWN_SOURCE))
     looks_signed = isinstance(error, SourceNotConfigured) and error.looks_signed
-    telemetry.publish(telemetry.refusal_metrics(source, error.code, looks_signed))
+    tenant = str(app.context.get("tenant", DEFAULT_TENANT))
+    if isinstance(error, UnknownTenant) or not is_slug(tenant):
+        tenant = DEFAULT_TENANT  # a name no tenant has is no dimension value: anyone can put one in a path
+    telemetry.publish(telemetry.refusal_metrics(source, error.code, looks_signed, tenant))
     _annotate_trace(source, error.code, logger.get_correlation_id(), None)
     return _json(http_status, {"error": error.code, "message": str(error)})
 
@@ -103,15 +141,21 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return app.resolve(event, context)
 
 
-def _serving(source_name: str) -> None:
-    """Name the source in every log line of this request, and for relay_error should it refuse."""
+def _serving(source_name: str, tenant: str | None = None) -> None:
+    """Name the source (and the tenant) in every log line of this request, and for relay_error should it
+    refuse. A tenant's name is logged only once it is a well-formed name (a path is anyone's text)."""
     logger.append_keys(source=source_name)
     app.append_context(source=source_name)
+    if tenant is not None:
+        named = tenant if is_slug(tenant) else "(not a tenant name)"
+        logger.append_keys(tenant=named)
+        app.append_context(tenant=named)
 
 
 def _answer(source_name: str, outcome: Outcome, message: str) -> Response[str]:
     """A processed request's metrics, trace annotations and summary log line, then its JSON answer."""
-    telemetry.publish(telemetry.webhook_metrics(source_name, outcome))
+    telemetry.publish(telemetry.webhook_metrics(source_name, outcome, outcome.tenant))
+    logger.append_keys(tenant=outcome.tenant)
     _annotate_trace(source_name, outcome.status, outcome.event_id, outcome.conversion_id)
     if outcome.conversion_id:
         logger.append_keys(conversion_id=outcome.conversion_id)

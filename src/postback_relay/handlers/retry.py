@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from postback_relay.core.tenant import tenant_of
 from postback_relay.handlers import telemetry
 from postback_relay.handlers.tracing import make_tracer
 from postback_relay.runtime import get_runtime, load_settings
@@ -32,11 +33,13 @@ def retry_record(record: SQSRecord) -> None:
     conversion_id = message["conversion_id"]
     logger.append_keys(conversion_id=conversion_id)
     due_at = message.get("due_at")
-    outcome = get_runtime().relay.retry(conversion_id, float(due_at) if due_at is not None else None)
+    tenant = tenant_of(conversion_id)
+    logger.append_keys(tenant=tenant)
+    outcome = get_runtime().tenants.retry(conversion_id, float(due_at) if due_at is not None else None)
     if outcome is None:
         logger.info("not due or already handled")
         return
-    telemetry.publish(telemetry.attempt_metrics(telemetry.source_of(conversion_id), outcome))
+    telemetry.publish(telemetry.attempt_metrics(telemetry.source_of(conversion_id), outcome, tenant))
 
 
 @logger.inject_lambda_context(clear_state=True)

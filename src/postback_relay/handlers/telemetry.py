@@ -20,7 +20,9 @@ from typing import Any, NamedTuple
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
+from postback_relay.core import tenant
 from postback_relay.core.outcome import Outcome
+from postback_relay.core.tenant import DEFAULT_TENANT
 
 logger = Logger(child=True)
 
@@ -65,36 +67,39 @@ class MetricRecord(NamedTuple):
     measurements: tuple[Measurement, ...]
 
 
-def webhook_metrics(source: str, outcome: Outcome) -> list[MetricRecord]:
+def webhook_metrics(source: str, outcome: Outcome, tenant: str = DEFAULT_TENANT) -> list[MetricRecord]:
     """A processed webhook: one Webhooks count by outcome, and what its postback attempt (if any) measured."""
-    return [_webhook(source, outcome.status), *attempt_metrics(source, outcome)]
+    return [_webhook(source, outcome.status, tenant), *attempt_metrics(source, outcome, tenant)]
 
 
-def attempt_metrics(source: str, outcome: Outcome) -> list[MetricRecord]:
+def attempt_metrics(source: str, outcome: Outcome, tenant: str = DEFAULT_TENANT) -> list[MetricRecord]:
     """A postback attempt (by a webhook, or by the retry worker without one): Postbacks by outcome, the
     latency of each GET, a retry, the value sent, and TrafficStars' reason for a final rejection."""
     if not outcome.answers:
         return []
     postbacks = MetricRecord(
-        ({"source": source, "outcome": outcome.status}, {"outcome": outcome.status}),  # alarms read the roll-up
-        (Measurement(POSTBACKS, MetricUnit.Count, 1),),
+        ({"source": source, "outcome": outcome.status}, {"outcome": outcome.status}, *_by_tenant(tenant)),
+        (Measurement(POSTBACKS, MetricUnit.Count, 1),),  # alarms read the {outcome} roll-up
     )
     return [postbacks, *_attempt_details(source, outcome)]
 
 
-def refusal_metrics(source: str, code: str, looks_signed: bool = False) -> list[MetricRecord]:
+def refusal_metrics(
+    source: str, code: str, looks_signed: bool = False, tenant: str = DEFAULT_TENANT
+) -> list[MetricRecord]:
     """A webhook answered with an error (bad signature, oversized body, unavailable dependency, …);
-    ``looks_signed`` for a well-formed, signed-looking delivery to a source without its secret."""
-    records = [_webhook(source, code)]
+    ``looks_signed`` for a well-formed, signed-looking delivery to a source without its secret. ``tenant``
+    only once it names a tenant that exists (an unknown one is anyone's text)."""
+    records = [_webhook(source, code, tenant)]
     if looks_signed:
         records.append(MetricRecord(({"source": source}, {}), (Measurement(UNCONFIGURED, MetricUnit.Count, 1),)))
     return records
 
 
 def source_of(conversion_id: str) -> str:
-    """The source part of a record key (``stripe#pi_…`` → ``stripe``), for attempts made from a key alone."""
-    source, separator, _ = conversion_id.partition("#")
-    return source if separator and source else UNKNOWN_SOURCE
+    """The source part of a record key (``stripe#pi_…``, ``acme/stripe#pi_…`` → ``stripe``), for attempts
+    made from a key alone."""
+    return tenant.source_of(conversion_id) or UNKNOWN_SOURCE
 
 
 def publish(records: Iterable[MetricRecord]) -> None:
@@ -159,9 +164,17 @@ def _fits(line: dict[str, Any], values: dict[str, Any]) -> bool:
     return True
 
 
-def _webhook(source: str, outcome: str) -> MetricRecord:
+def _webhook(source: str, outcome: str, tenant: str = DEFAULT_TENANT) -> MetricRecord:
     """Webhooks by source and outcome, and the total the postbacks-silent alarm compares with."""
-    return MetricRecord(({"source": source, "outcome": outcome}, {}), (Measurement(WEBHOOKS, MetricUnit.Count, 1),))
+    sets = ({"source": source, "outcome": outcome}, {}, *_by_tenant(tenant))
+    return MetricRecord(sets, (Measurement(WEBHOOKS, MetricUnit.Count, 1),))
+
+
+def _by_tenant(tenant: str) -> tuple[dict[str, str], ...]:
+    """A named tenant's own count: one metric per tenant (and per metric: Webhooks, Postbacks), never per
+    tenant and outcome, so a hundred tenants cost two hundred custom metrics, not thousands. The default
+    tenant's figures are the roll-ups' minus the named tenants' (its metrics are as before tenants existed)."""
+    return () if tenant == DEFAULT_TENANT else ({"tenant": tenant},)
 
 
 def _attempt_details(source: str, outcome: Outcome) -> list[MetricRecord]:

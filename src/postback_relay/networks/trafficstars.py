@@ -106,15 +106,32 @@ def _price(environ: Mapping[str, str], name: str, default: str) -> str | Decimal
 
 
 # TrafficStars' environment variables (settings.py reads them through TrafficStarsSettings.from_env).
+# Each tenant has its own account: the URL form, goals, price and duplicates are its own (per_tenant).
 VARIABLES: tuple[env.Variable, ...] = (
-    env.Variable("TRAFFICSTARS_URL", "url", _as_given, DEFAULT_URL, "TrafficStarsUrl"),
-    env.Variable("TRAFFICSTARS_URL_FORM", "form", env.choice("path", "query"), "path", "TrafficStarsUrlForm"),
+    env.Variable("TRAFFICSTARS_URL", "url", _as_given, DEFAULT_URL, "TrafficStarsUrl", per_tenant=True),
+    env.Variable(
+        "TRAFFICSTARS_URL_FORM", "form", env.choice("path", "query"), "path", "TrafficStarsUrlForm", per_tenant=True
+    ),
     *(
-        env.Variable(f"TRAFFICSTARS_GOAL_{kind.upper()}", f"goal_ids.{kind}", _goal_id, "", f"GoalId{kind.title()}")
+        env.Variable(
+            f"TRAFFICSTARS_GOAL_{kind.upper()}",
+            f"goal_ids.{kind}",
+            _goal_id,
+            "",
+            f"GoalId{kind.title()}",
+            per_tenant=True,
+        )
         for kind in GOAL_KINDS
     ),
-    env.Variable("TRAFFICSTARS_PRICE", "price", _price, "", "TrafficStarsPrice"),
-    env.Variable("TRAFFICSTARS_ALLOW_DUPLICATES", "allow_duplicates", env.flag_reader, "false", "AllowDuplicates"),
+    env.Variable("TRAFFICSTARS_PRICE", "price", _price, "", "TrafficStarsPrice", per_tenant=True),
+    env.Variable(
+        "TRAFFICSTARS_ALLOW_DUPLICATES",
+        "allow_duplicates",
+        env.flag_reader,
+        "false",
+        "AllowDuplicates",
+        per_tenant=True,
+    ),
     env.Variable("TRAFFICSTARS_CONNECT_TIMEOUT", "connect_timeout_seconds", env.seconds(0.05), "1.0"),
     env.Variable("TRAFFICSTARS_READ_TIMEOUT", "read_timeout_seconds", env.seconds(0.05), "2.5"),
 )
@@ -246,10 +263,18 @@ class TrafficStarsClient:
         self.form: UrlForm = self.options.form
 
     @classmethod
-    def from_settings(cls, settings: TrafficStarsSettings) -> TrafficStarsClient:
-        """The client of a deployment's TrafficStars settings."""
+    def from_settings(
+        cls, settings: TrafficStarsSettings, shared: TrafficStarsClient | None = None
+    ) -> TrafficStarsClient:
+        """The client of a deployment's (or a tenant's) TrafficStars settings; with ``shared``, over that
+        client's pooled session when both go to the same base URL (one pool for every tenant's postbacks)."""
+        session = shared.session if shared is not None and shared.base_url == settings.url else None
         return cls(
-            settings.url, settings.connect_timeout_seconds, settings.read_timeout_seconds, options=settings.options
+            settings.url,
+            settings.connect_timeout_seconds,
+            settings.read_timeout_seconds,
+            session,
+            options=settings.options,
         )
 
     def postback(self, click_id: str, lead_code: str, value: Decimal | None, goal: str) -> Postback:

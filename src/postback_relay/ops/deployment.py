@@ -50,6 +50,7 @@ class Deployment:
     retry_queue_url: str | None = None
     dead_letter_queue_url: str | None = None
     ca_bundle: str | None = None  # the local sandbox's certificate authority
+    tenant_secret_prefix: str | None = None  # tenant T's secret is this + T (None: a stack from before tenants)
     outputs: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, str] = field(default_factory=dict)  # the stack's parameters (what `check` validates)
 
@@ -141,6 +142,7 @@ def local_deployment() -> Deployment:
         ca_bundle=ca_bundle,
         retry_queue_url=os.environ.get("RETRY_QUEUE_URL") or None,
         dead_letter_queue_url=os.environ.get("DEAD_LETTER_QUEUE_URL") or None,
+        tenant_secret_prefix=local_run.TENANT_SECRET_PREFIX,
     )
 
 
@@ -201,6 +203,7 @@ def stack_deployment(stack_name: str, region: str | None, profile: str | None) -
         alarm_topic_arn=outputs.get("AlarmTopicArn"),
         retry_queue_url=outputs.get("RetryQueueUrl"),
         dead_letter_queue_url=outputs.get("DeadLetterQueueUrl"),
+        tenant_secret_prefix=outputs.get("TenantSecretPrefix"),
         outputs=outputs,
         parameters=parameters,
     )

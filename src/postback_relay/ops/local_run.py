@@ -10,6 +10,7 @@ HOST = "127.0.0.1"
 TABLE_NAME = "postback-relay-local"
 SECRET_ID = "postback-relay/local"  # noqa: S105 - the name of the local secret, not a secret
 QUEUE_PREFIX = "postback-relay-local"  # its queues: <prefix>-retry and <prefix>-dlq
+TENANT_SECRET_PREFIX = "postback-relay/local/tenants/"  # noqa: S105 - tenant T's secret is named this + T
 
 
 def port(variable: str, default: int) -> int:

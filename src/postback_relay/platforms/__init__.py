@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import time
 
-from postback_relay.platforms.base import WebhookSource
+from postback_relay.platforms.base import SharedSource, WebhookSource
 from postback_relay.platforms.lemonsqueezy import LEMONSQUEEZY
 from postback_relay.platforms.paddle import PADDLE, PADDLE_SANDBOX
-from postback_relay.platforms.shopify import SHOPIFY
-from postback_relay.platforms.stripe import STRIPE
+from postback_relay.platforms.shopify import SHOPIFY, SHOPIFY_APP
+from postback_relay.platforms.stripe import STRIPE, STRIPE_CONNECT
 from postback_relay.platforms.tracker import TRACKER
 from postback_relay.platforms.woocommerce import WOOCOMMERCE
 
@@ -21,6 +21,8 @@ SOURCES: dict[str, WebhookSource] = {
 }
 # GET /postback: trackers' and networks' S2S postbacks, read from the query string.
 POSTBACK_SOURCE: WebhookSource = TRACKER
+# POST /webhooks/<route>: endpoints several tenants share under one platform-wide secret (core/tenant.py).
+SHARED: dict[str, SharedSource] = {"_connect/stripe": STRIPE_CONNECT, "_app/shopify": SHOPIFY_APP}
 # Every source by the last segment of its route (what the template's outputs and the operator CLI name).
 ROUTED: dict[str, WebhookSource] = {**SOURCES, "postback": POSTBACK_SOURCE}
 
@@ -37,4 +39,4 @@ def sign(route: str, body: bytes, secret: str, timestamp: int | None = None) -> 
     return ROUTED[route].sign(body, secret, int(time.time()) if timestamp is None else timestamp)
 
 
-__all__ = ["POSTBACK_SOURCE", "ROUTED", "SOURCES", "WebhookSource", "route_name", "sign"]
+__all__ = ["POSTBACK_SOURCE", "ROUTED", "SHARED", "SOURCES", "SharedSource", "WebhookSource", "route_name", "sign"]

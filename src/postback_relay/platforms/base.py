@@ -54,6 +54,16 @@ class WebhookSource(Protocol):
         """Map a verified, JSON-decoded event to a conversion, a reversal or an ignored event."""
 
 
+class SharedSource(WebhookSource, Protocol):
+    """A platform endpoint shared by several tenants under one platform-wide secret (a Stripe Connect
+    platform's, a Shopify app's): the verified event names its tenant by an account (README "Tenants")."""
+
+    lookup: str  # the kind of account a tenant claims (core/tenant.py: stripe_account, shopify_shop)
+
+    def tenant_key(self, payload: Any, headers: Mapping[str, str]) -> str | None:
+        """The account of a verified event, by which its tenant is found; None when it names none."""
+
+
 @runtime_checkable
 class AnswersPings(Protocol):
     """A source whose platform tests a new webhook URL with an unsigned request that must be answered 200."""

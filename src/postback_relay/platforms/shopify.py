@@ -21,6 +21,7 @@ from postback_relay.core.conversion import (
     ReversalKind,
 )
 from postback_relay.core.money import Money
+from postback_relay.core.tenant import SHOPIFY_SHOP
 from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureError,
@@ -174,4 +175,18 @@ def _sum(transactions: list[dict[str, Any]]) -> Money | None:
     return Money(sum((money.amount for money in amounts), Decimal(0)), amounts[0].currency)
 
 
+class ShopifyAppSource(ShopifySource):
+    """One Shopify app installed on many shops: every shop's webhooks are signed with the app's client
+    secret and name their shop in X-Shopify-Shop-Domain (shopify.dev, "Deliver webhooks through HTTPS":
+    the headers Shopify sends), which is how the tenant is found."""
+
+    secret_field = "shopify_app_secret"  # noqa: S105 - the name of a field, not a secret
+    lookup = SHOPIFY_SHOP
+
+    def tenant_key(self, payload: Any, headers: Mapping[str, str]) -> str | None:
+        shop = headers.get("x-shopify-shop-domain")
+        return shop.strip().lower() if isinstance(shop, str) and shop.strip() else None
+
+
 SHOPIFY = ShopifySource()
+SHOPIFY_APP = ShopifyAppSource()

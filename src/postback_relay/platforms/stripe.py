@@ -31,6 +31,7 @@ from postback_relay.core.conversion import (
     ReversalKind,
 )
 from postback_relay.core.money import ISO_EXPONENTS, Money
+from postback_relay.core.tenant import STRIPE_ACCOUNT
 from postback_relay.platforms.base import (
     MalformedEvent,
     SignatureMismatch,
@@ -258,4 +259,19 @@ def _reversal(
     return Reversal("stripe", purchase_ids, event_id, event_type, kind, _amount(obj, amount_field))
 
 
+class StripeConnectSource(StripeSource):
+    """A Stripe Connect platform's endpoint (created with `connect: true`): every connected account's events,
+    signed with that one endpoint's secret, each naming its account in `account` ("The connected account that
+    originates the event", docs.stripe.com/connect/webhooks). Live and test events both arrive here; the
+    event's `livemode` tells them apart as on any endpoint."""
+
+    secret_field = "stripe_connect_webhook_secret"  # noqa: S105 - the name of a field, not a secret
+    lookup = STRIPE_ACCOUNT
+
+    def tenant_key(self, payload: Any, headers: Mapping[str, str]) -> str | None:
+        account = payload.get("account") if isinstance(payload, dict) else None
+        return account if isinstance(account, str) and account.startswith("acct_") else None
+
+
 STRIPE = StripeSource()
+STRIPE_CONNECT = StripeConnectSource()

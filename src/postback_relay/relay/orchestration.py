@@ -22,11 +22,13 @@ from postback_relay.aws.secrets import RelaySecrets, SecretStore
 from postback_relay.aws.store import ConversionStore, StoreUnavailable
 from postback_relay.core.conversion import Ignored, Link, Reversal
 from postback_relay.core.outcome import BadRequest, Outcome, PayloadTooLarge, Unavailable
+from postback_relay.core.ratelimit import TokenBucket
+from postback_relay.core.tenant import DEFAULT_TENANT
 from postback_relay.networks.trafficstars import TrafficStarsClient
-from postback_relay.platforms.base import AnswersPings, MalformedEvent, WebhookSource
+from postback_relay.platforms.base import AnswersPings, MalformedEvent, SharedSource, WebhookSource
 from postback_relay.relay.recording import Recorder
 from postback_relay.relay.reversals import Reverser
-from postback_relay.relay.sending import Sender, tag_logs
+from postback_relay.relay.sending import Sender, tag_logs, tag_tenant
 from postback_relay.relay.verification import Verifier
 from postback_relay.settings import Settings
 
@@ -44,8 +46,12 @@ class Relay:
         client: TrafficStarsClient,
         queue: RetryQueue | None = None,
         clock: Callable[[], float] = time.time,
+        tenant: str = DEFAULT_TENANT,
+        sources: frozenset[str] | None = None,
     ) -> None:
         self.settings = settings
+        self.tenant = tenant  # every event this relay parses is this tenant's (its records are keyed so)
+        self.sources = sources  # the ROUTED names it serves; None: every one (the default tenant)
         self._secrets = secrets
         self._queue = queue
         self._verifier = Verifier(secrets, settings.signature_tolerance_seconds, clock)
@@ -58,6 +64,7 @@ class Relay:
             settings.send_lease_seconds,
             settings.sweep_grace_seconds,
             clock,
+            TokenBucket(settings.retry_rate_per_second),
         )
         self._reverser = Reverser(store)
         self._recorder = Recorder(settings, store, client, self._sender, self._reverser)
@@ -86,6 +93,32 @@ class Relay:
         secrets = self._verifier.verified(source, raw, headers)
         return self._process(source, parse_qsl(raw_query, keep_blank_values=True), secrets)
 
+    def handle_shared(
+        self,
+        source: SharedSource,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        find: Callable[[str, str], Relay | None],
+    ) -> Outcome:
+        """A shared route's delivery (a Stripe Connect platform's endpoint, a Shopify app's): verified with the
+        platform-wide secret held in this (the default tenant's) secret, then processed by the relay of the
+        tenant ``find`` names for its account or shop, with that tenant's settings and key. An account no
+        tenant claims is answered as an ignored event (the platform would retry anything else for days)."""
+        if len(raw_body) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"body is larger than {self.settings.max_body_bytes} bytes")
+        self._verifier.verified(source, raw_body, headers)
+        try:
+            payload = json.loads(raw_body)
+        except (ValueError, RecursionError):
+            raise BadRequest("body is not valid JSON") from None
+        key = source.tenant_key(payload, headers)
+        relay = find(source.lookup, key) if key else None
+        if relay is None:
+            logger.info("no tenant for this account", extra={"lookup": source.lookup, "account": key})
+            return Outcome("ignored", {"status": "ignored", "reason": f"no tenant has {source.lookup} {key}"})
+        tag_tenant(relay.tenant)
+        return relay._process(source, payload, relay._verifier.current())
+
     def _process(self, source: WebhookSource, payload: Any, secrets: RelaySecrets) -> Outcome:
         try:
             event = source.parse(payload, self._parse_context)
@@ -94,6 +127,8 @@ class Relay:
         if isinstance(event, Ignored):
             logger.info("event ignored", extra={"event_type": event.event_type, "reason": event.reason})
             return Outcome("ignored", {"status": "ignored", "reason": event.reason})
+        if self.tenant != DEFAULT_TENANT:
+            event = replace(event, tenant=self.tenant)
         tag_logs(event.event_id)
         try:
             if isinstance(event, Reversal):
@@ -104,12 +139,18 @@ class Relay:
                 outcome = self._recorder.convert(event, secrets)
         except StoreUnavailable as exc:
             raise Unavailable(str(exc)) from None
-        return replace(outcome, event_id=event.event_id)
+        return replace(outcome, event_id=event.event_id, tenant=self.tenant)
 
     def retry(self, conversion_id: str, message_due_at: float | None = None) -> Outcome | None:
         """The retry worker's attempt at one conversion (see Sender.retry); None when it is not (or no longer)
         due. The secret is read before the claim: a claim without a key would only strand it."""
         return self._sender.retry(conversion_id, self._verifier.current(), message_due_at)
+
+    def retire(self, conversion_id: str, message_due_at: float | None = None) -> Outcome | None:
+        """The retry worker's attempt at a conversion of a tenant that no longer exists: made with no key, so
+        it is never sent with another tenant's; it waits as any conversion without a key does, and ends
+        failed (in the dead-letter queue, alarmed) when its retry window is spent."""
+        return self._sender.retry(conversion_id, RelaySecrets({}), message_due_at)
 
     def sweep(self, deadline: Callable[[], bool] = lambda: False) -> int:
         """Re-queue the conversions whose due time passed (see Sender.sweep); returns how many."""

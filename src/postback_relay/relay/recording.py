@@ -16,6 +16,7 @@ from postback_relay.core.lifecycle import Counted, Decision, NotCounted, decide,
 from postback_relay.core.money import ValueDecision, decide_value, format_value
 from postback_relay.core.outcome import Outcome
 from postback_relay.core.record import UPGRADABLE, Status
+from postback_relay.core.tenant import DEFAULT_TENANT
 from postback_relay.networks.trafficstars import TrafficStarsClient
 from postback_relay.relay.reversals import Reverser
 from postback_relay.relay.sending import Sender
@@ -68,6 +69,7 @@ class Recorder:
                 conversion.event_type,
                 "partially_refunded",
                 conversion.refunded,
+                tenant=conversion.tenant,
             )
             try:
                 self._reverser.reverse(refund)
@@ -91,7 +93,7 @@ class Recorder:
         if conversion.click_id is None and not counted_payment and not starts and not borrows:
             return conversion, decision  # nothing to remember and nothing to learn
         memory = self._store.follow_subscription(
-            subscription_identity(conversion.source, conversion.subscription),
+            subscription_identity(conversion.scope, conversion.subscription),
             conversion.click_id,
             conversion.identity if counted_payment else None,
             known_only=not starts,  # only its start makes the relay know a subscription: see the README's table
@@ -110,11 +112,11 @@ class Recorder:
         payment. Nothing is sent."""
         if link.identity is not None and link.aliases:
             self._reverser.remember_aliases(
-                link.source, link.identity, tuple(f"{link.source}#{alias}" for alias in link.aliases)
+                link.source, link.identity, tuple(f"{link.scope}#{alias}" for alias in link.aliases)
             )
         if link.subscription is not None and (link.click_id is not None or link.first_paid is not None):
-            first_paid = f"{link.source}#{link.first_paid}" if link.first_paid else None
-            memory_pk = subscription_identity(link.source, link.subscription)
+            first_paid = f"{link.scope}#{link.first_paid}" if link.first_paid else None
+            memory_pk = subscription_identity(link.scope, link.subscription)
             self._store.follow_subscription(memory_pk, link.click_id, first_paid, known_only=False)
         logger.info("link remembered", extra={"event_type": link.event_type, "conversion_id": link.identity})
         return Outcome("linked", {"status": "linked", "conversion_id": link.identity}, link.identity)
@@ -169,6 +171,7 @@ class Recorder:
             )
         fields: dict[str, Any] = {
             "source": conversion.source,
+            "tenant": conversion.tenant if conversion.tenant != DEFAULT_TENANT else None,
             "purchase_id": conversion.purchase_id,
             "first_event_id": conversion.event_id,
             "correlation_id": conversion.event_id,  # the conversion's: the event that created the record

@@ -19,6 +19,7 @@ from postback_relay.aws.secrets import RelaySecrets, SecretKeyMissing, SecretSto
 from postback_relay.aws.store import Claim, ConversionStore, StoreUnavailable
 from postback_relay.core.backoff import RetryPolicy, next_attempt_at, parse_retry_after
 from postback_relay.core.outcome import Answer, Outcome, Unavailable
+from postback_relay.core.ratelimit import TokenBucket
 from postback_relay.core.record import IN_FLIGHT, OUTCOME_STATUS, Status, iso
 from postback_relay.networks.trafficstars import TrafficStarsClient
 
@@ -38,6 +39,7 @@ class Sender:
         lease_seconds: int,
         sweep_grace_seconds: int,
         clock: Callable[[], float],
+        retry_rate: TokenBucket | None = None,
     ) -> None:
         self._store = store
         self._client = client
@@ -47,6 +49,7 @@ class Sender:
         self._lease_seconds = lease_seconds
         self._sweep_grace_seconds = sweep_grace_seconds
         self._clock = clock
+        self._retry_rate = retry_rate
 
     def send(self, pk: str, claim: Claim, secrets: RelaySecrets, event_id: str | None = None) -> Outcome:
         """One attempt under ``claim``: the GET (and one more after a refetched key), then its outcome:
@@ -166,7 +169,13 @@ class Sender:
         """The retry worker's attempt at one conversion; None when it is not (or no longer) due: finished or
         reversed meanwhile, or held by another sender. A message that arrives before its conversion is due
         (``message_due_at``, the due time it was queued for, is still the record's) is put back with the
-        remaining delay rather than dropped."""
+        remaining delay rather than dropped. Past the tenant's retry rate, the message is put back for when
+        the rate allows, unclaimed, so the worker goes on with other tenants' conversions."""
+        wait = self._retry_rate.take() if self._retry_rate is not None and self._queue is not None else 0.0
+        if wait > 0 and self._queue is not None:
+            self._queue.schedule(conversion_id, wait, message_due_at)
+            logger.info("retry rate reached: put back", extra={"conversion_id": conversion_id, "wait_seconds": wait})
+            return None
         try:
             claimed = self._store.claim(conversion_id, self._lease_seconds)
         except StoreUnavailable as exc:
@@ -224,6 +233,13 @@ def _key_in(secrets: RelaySecrets | None, field: str) -> str | None:
         return secrets.value(field)
     except SecretKeyMissing:
         return None
+
+
+def tag_tenant(tenant: str) -> None:
+    """Name the tenant in every later log line of the invocation (a shared route learns it only from the
+    verified event). Without a handler's Logger there is nothing to tag."""
+    with contextlib.suppress(OrphanedChildLoggerError):
+        logger.append_keys(tenant=tenant)
 
 
 def tag_logs(correlation_id: str) -> None:
