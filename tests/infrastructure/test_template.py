@@ -68,7 +68,9 @@ def test_the_secret_is_a_parameter_and_the_policies_are_least_privilege(template
         assert all(s["Resource"] in (table, due, tenant_secrets) for s in statements)
         assert all(not a.endswith("*") for s in statements for a in s["Action"])
         # the tenants' secrets, under the one prefix tenant add writes to, may only be read
-        assert all(s["Action"] == ["secretsmanager:GetSecretValue"] for s in statements if s["Resource"] == tenant_secrets)
+        assert all(
+            s["Action"] == ["secretsmanager:GetSecretValue"] for s in statements if s["Resource"] == tenant_secrets
+        )
 
 
 def test_http_api_routes_and_outputs(template: dict[str, Any]) -> None:
