@@ -44,6 +44,7 @@ class Received:
     answer: dict[str, Any]
     at: float
     form: str = "path"  # which URL form it came in: path or query
+    account: str | None = None  # whose key it carried: "default" (``key``), a label of ``accounts``, or None
 
 
 Fault = Callable[["Received"], "tuple[int, str] | None"]
@@ -55,6 +56,8 @@ class SandboxState:
 
     key: str
     configured_key: str = ""
+    # Other TrafficStars accounts this sandbox also answers for (label → key): several tenants' keys.
+    accounts: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     fault: Fault | None = None
     delay_seconds: float = 0.0
@@ -75,6 +78,7 @@ class SandboxState:
             self.received.clear()
             self.generation += 1
         self.key = self.configured_key
+        self.accounts = {}
         self.fault = None
         self.delay_seconds = 0.0
 
@@ -145,14 +149,17 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(state.delay_seconds)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         click_id = params.get("clickid", "") if match is None else match.group("click_id")
-        status, answer = answer_for(click_id, params, state.key, self.server.https, form)
-        key_matched = params.get("key") == state.key
+        given = params.get("key")
+        account = "default" if given == state.key else next((a for a, k in state.accounts.items() if k == given), None)
+        expected = state.key if account in (None, "default") else state.accounts[str(account)]
+        status, answer = answer_for(click_id, params, expected, self.server.https, form)
+        key_matched = account is not None
         shown = {k: ("***" if k == "key" else v) for k, v in params.items()}
-        received = Received(click_id, shown, key_matched, status, answer, time.time(), form)
+        received = Received(click_id, shown, key_matched, status, answer, time.time(), form, account)
         fault = state.fault(received) if state.fault else None
         if fault is not None:
             status, body = fault
-            received = Received(click_id, shown, key_matched, status, {"fault": body}, time.time(), form)
+            received = Received(click_id, shown, key_matched, status, {"fault": body}, time.time(), form, account)
             with state.lock:
                 if state.generation == generation:
                     state.received.append(received)

@@ -357,7 +357,6 @@ class TestTrafficStarsAnswers:
         assert record is not None and record["trafficstars_reason"] == "invalid_key"
         assert aws.calls("GetSecretValue") == 2  # the cached fetch and exactly one refetch
 
-
     def test_invalid_key_when_the_refetched_secret_has_lost_its_key_is_still_a_recorded_rejection(
         self, invoke: Invoker, aws: Aws, sandbox: TrafficStarsSandbox
     ) -> None:
@@ -368,6 +367,7 @@ class TestTrafficStarsAnswers:
         assert (reply.status, reply.body["status"]) == (200, "rejected")
         record = aws.record(PURCHASE)
         assert record is not None and [a["outcome"] for a in record["attempt_log"]] == ["invalid_key"]
+
 
 class TestRefusals:
     def test_a_wrong_signature_is_401_and_stores_nothing(

@@ -240,7 +240,7 @@ class TestShape:
         capfd: pytest.CaptureFixture[str],
     ) -> None:
         broken = telemetry.MetricRecord(({},), (telemetry.Measurement("", telemetry.MetricUnit.Count, 1),))
-        monkeypatch.setattr(telemetry, "webhook_metrics", lambda source, outcome: [broken])
+        monkeypatch.setattr(telemetry, "webhook_metrics", lambda source, outcome, tenant: [broken])
         printed(capfd)
         reply = invoke.stripe(purchase(), TEST_STRIPE_SECRET)
         assert (reply.status, reply.body["status"]) == (200, "sent")

@@ -21,8 +21,16 @@ from postback_relay_dev.template import load_template
 from postback_relay_dev.worker import sqs_event
 from tests.support.aws import Aws
 from tests.support.constants import TEST_STRIPE_SECRET
-from tests.support.helpers import Invoker, charge_refunded, checkout_session, stripe_event
+from tests.support.helpers import Invoker, charge_refunded, checkout_session, stripe_event, stripe_signature
+from tests.support.tenants import TENANT_SECRET_PREFIX, add_tenant
 
+TENANT_STRIPE_SECRET = "whsec_acme_permissions"
+
+# The template's grant of every tenant's secret: one prefix, so a tenant added needs no deploy.
+TENANT_SECRETS_ARN = (
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+    "postback-relay/${AWS::StackName}/tenants/*"
+)
 Grant = tuple[str, str]  # (IAM action, possibly with a wildcard; the resource: table, index/due, secret, a queue)
 
 
@@ -42,6 +50,7 @@ def granted(function: str) -> set[Grant]:
                 resource = {
                     json.dumps({"GetAtt": "ConversionsTable.Arn"}): "table",
                     json.dumps({"Sub": "${ConversionsTable.Arn}/index/due"}): "index/due",
+                    json.dumps({"Sub": TENANT_SECRETS_ARN}): "tenant-secret",
                 }[json.dumps(statement["Resource"])]
                 grants |= {(action, resource) for action in statement["Action"]}
         else:
@@ -62,6 +71,8 @@ def used(aws: Aws) -> set[Grant]:
             kind = "index/" + resource.rsplit("/", 1)[-1]
         elif resource == aws.table_name:
             kind = "table"
+        elif resource.startswith(TENANT_SECRET_PREFIX):
+            kind = "tenant-secret"
         else:
             kind = "secret"
         calls.add((f"{services[service]}:{operation}", kind))
@@ -94,11 +105,26 @@ def purchase(pi: str) -> bytes:
     return stripe_event("checkout.session.completed", checkout_session(payment_intent=pi))
 
 
+def add_acme(aws: Aws, sandbox: TrafficStarsSandbox) -> None:
+    """Tenant `acme` (Stripe, its own secret and account), as `tenant add` writes it (the CLI's calls)."""
+    secrets = {"trafficstars_key": "ts-acme-perm", "stripe_webhook_secret": TENANT_STRIPE_SECRET}
+    add_tenant(aws, "acme", ("stripe",), {"TRAFFICSTARS_URL": sandbox.base_url}, secrets)
+    sandbox.state.accounts["acme"] = secrets["trafficstars_key"]
+
+
+def tenant_purchase(invoke: Invoker, pi: str) -> Any:
+    body = purchase(pi)
+    headers = {"Stripe-Signature": stripe_signature(body, TENANT_STRIPE_SECRET)}
+    return invoke(body, headers, path="/webhooks/acme/stripe")
+
+
 def test_the_webhook_function_may_record_send_queue_and_dead_letter_and_nothing_else(
     invoke: Invoker, relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox
 ) -> None:
     def outage() -> None:
         sandbox.state.fault = lambda r: (503, "")
+
+    add_acme(aws, sandbox)
 
     calls = every_path(
         aws,
@@ -112,8 +138,11 @@ def test_the_webhook_function_may_record_send_queue_and_dead_letter_and_nothing_
             lambda: invoke.stripe(purchase("pi_queued"), TEST_STRIPE_SECRET),  # retry queue
             lambda: fresh_container(relay_env, RETRY_WINDOW_SECONDS="1", RETRY_BASE_DELAY_SECONDS="30"),
             lambda: invoke.stripe(purchase("pi_exhausted"), TEST_STRIPE_SECRET),  # dead-letter queue
+            lambda: fresh_container(relay_env, TENANT_SECRET_PREFIX=TENANT_SECRET_PREFIX),
+            lambda: tenant_purchase(invoke, "pi_tenant"),  # the tenant's configuration and its own secret
         ],
     )
+    assert aws.record("acme/stripe#pi_tenant") is not None
     assert aws.record("stripe#pi_exhausted")["status"] == "failed"  # type: ignore[index]
     assert_exactly("WebhookFunction", calls)
 
@@ -124,12 +153,16 @@ def test_the_retry_function_may_claim_send_requeue_and_dead_letter_and_nothing_e
     from postback_relay.handlers.retry import retry_handler
 
     sandbox.state.fault = lambda r: (503, "")
-    fresh_container(relay_env, RETRY_BASE_DELAY_SECONDS="0.01", RETRY_MAX_DELAY_SECONDS="0.02")
+    relay_env.setenv("RETRY_BASE_DELAY_SECONDS", "0.01")
+    relay_env.setenv("RETRY_MAX_DELAY_SECONDS", "0.02")
+    add_acme(aws, sandbox)
+    fresh_container(relay_env, TENANT_SECRET_PREFIX=TENANT_SECRET_PREFIX)
     invoke.stripe(purchase("pi_retry"), TEST_STRIPE_SECRET)
     invoke.stripe(purchase("pi_late"), TEST_STRIPE_SECRET)
+    tenant_purchase(invoke, "pi_tenant_retry")
 
-    def retry(pi: str) -> None:
-        body = json.dumps({"conversion_id": f"stripe#{pi}"})
+    def retry(pi: str, scope: str = "stripe") -> None:
+        body = json.dumps({"conversion_id": f"{scope}#{pi}"})
         message = {"MessageId": pi, "ReceiptHandle": pi, "Body": body}
         retry_handler(sqs_event([message], "arn:aws:sqs:us-east-1:123456789012:retry"), LocalContext())
 
@@ -142,6 +175,7 @@ def test_the_retry_function_may_claim_send_requeue_and_dead_letter_and_nothing_e
             lambda: fresh_container(relay_env, RETRY_WINDOW_SECONDS="1"),
             lambda: time.sleep(1.1),
             lambda: retry("pi_late"),  # dead-letter queue
+            lambda: retry("pi_tenant_retry", "acme/stripe"),  # the tenant's configuration and its own secret
         ],
     )
     assert aws.record("stripe#pi_late")["status"] == "failed"  # type: ignore[index]

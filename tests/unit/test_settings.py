@@ -220,6 +220,13 @@ class TestTheSettingsTable:
                 assert f"`{variable.default}`" in row[2] or variable.default in row[2], (variable.name, row[2])
 
 
+    def test_the_readme_marks_exactly_the_per_tenant_settings(self) -> None:
+        rows = _readme_settings_rows()
+        for variable in ALL_VARIABLES:
+            row = next(r for r in rows if f"`{variable.name}`" in r[0] or _shortened(variable.name, r[0]))
+            assert ("**per tenant**" in row[3]) == variable.per_tenant, variable.name
+
+
 def _readme_settings_rows() -> list[list[str]]:
     """The README's `## Settings` table: (variable, parameter, default, meaning) cells."""
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")

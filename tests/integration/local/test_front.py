@@ -33,7 +33,8 @@ def api(relay_env: pytest.MonkeyPatch) -> Iterator[LocalApi]:
 def test_routes_come_from_the_template_one_per_source() -> None:
     routes = {(r.method, r.path) for r in http_routes(load_template())}
     webhooks = {("POST", f"/webhooks/{name}") for name in SOURCES}
-    assert routes == webhooks | {("GET", "/postback"), ("GET", "/health"), ("GET", "/click.js")}
+    tenants = {("POST", "/webhooks/{tenant}/{platform}"), ("GET", "/postback/{tenant}")}
+    assert routes == webhooks | tenants | {("GET", "/postback"), ("GET", "/health"), ("GET", "/click.js")}
     assert {r.handler for r in http_routes(load_template())} == {"postback_relay.handlers.http.lambda_handler"}
 
 
