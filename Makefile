@@ -108,7 +108,8 @@ browser: ## Debian's chromium and chromium-driver for the click.js tests (apt-ge
 
 soak: $(VENV)/.installed ## the long proof: MODEL_EXAMPLES (500) generated lifecycles, FAULT_FINISHED (10000) redeliveries
 	MODEL_EXAMPLES=$${MODEL_EXAMPLES:-500} FAULT_FINISHED=$${FAULT_FINISHED:-10000} \
-	  $(PY) -m pytest -q tests/integration/test_lifecycle_model.py tests/integration/test_lifecycle_regressions.py
+	  $(PY) -m pytest -q tests/integration/test_lifecycle_model.py tests/integration/test_tenant_model.py \
+	  tests/integration/test_lifecycle_regressions.py
 
 bench: $(VENV)/.installed ## the benchmark: cold start, warm time, AWS calls, memory and cost against their floors
 	$(PY) -m bench $(BENCH_ARGS)
