@@ -196,11 +196,13 @@ def _set(args: argparse.Namespace, deployment: Deployment) -> int:
         args.remove_stripe_account,
         args.remove_shopify_shop,
     )
+    new_fields = [f for f in tenants.secret_fields(sources) if f not in tenants.secret_fields(previous.sources)]
+    if new_fields:
+        tenants.read_secret(deployment, name)  # its secret must be there to take the new keys: say so before saving
     try:
         directory.save(config, previous)
     except TenantConflict as exc:
         return _conflict(exc, f"tenant {name} was not changed")
-    new_fields = [f for f in tenants.secret_fields(sources) if f not in tenants.secret_fields(previous.sources)]
     if new_fields:
         tenants.add_missing_fields(deployment, name, new_fields)
     return _describe(deployment, config, secret_id, args.json, f"tenant {name} changed in {deployment.label}")
