@@ -17,6 +17,7 @@ from typing import Any
 from postback_relay.aws.wire import from_item, to_wire
 from postback_relay.core.expression import Expression
 from postback_relay.core.record import Status
+from postback_relay.core.tenant import DEFAULT_TENANT
 
 CLICK_ID_INDEX = "click_id"
 STATUSES = tuple(str(status) for status in Status)  # every status `recent --status` accepts
@@ -34,6 +35,7 @@ RECENT_FIELDS = (
     "updated_at",
     "trafficstars_answer",
     "correlation_id",
+    "tenant",
 )
 
 
@@ -70,11 +72,14 @@ def recent(
     before: tuple[str, str] | None = None,
     statuses: Iterable[str] = (),
     sources: Iterable[str] = (),
+    tenant: str | None = None,
     limit: int = 20,
     progress: Callable[[int], None] | None = None,
 ) -> Page:
     """Records received at or after ``since`` (ISO time), filtered, newest first (by received_at, then key).
-    ``before`` is where the previous page ended: (received_at, pk), pk "" for "before this time"."""
+    ``before`` is where the previous page ended: (received_at, pk), pk "" for "before this time". ``tenant``
+    keeps one tenant's: a named tenant's records carry its name; the default tenant's carry none (as every
+    record did before tenants existed)."""
     expression = Expression()
     projection = ", ".join(map(expression.name, RECENT_FIELDS))
     received_at = expression.name("received_at")
@@ -89,6 +94,10 @@ def recent(
     for field, wanted in (("status", list(statuses)), ("source", list(sources))):
         if wanted:
             conditions.append(expression.one_of(field, wanted))
+    if tenant == DEFAULT_TENANT:
+        conditions.append(f"attribute_not_exists({expression.name('tenant')})")
+    elif tenant is not None:
+        conditions.append(f"{expression.name('tenant')} = {expression.value(tenant, 'tenant')}")
     pages = _scan(client, table, expression, conditions, ProjectionExpression=projection)
     matched: list[dict[str, Any]] = []
     scanned = 0

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from postback_relay.aws.errors import describe
 from postback_relay.aws.wire import from_item, to_wire
-from postback_relay.core.tenant import LookupKind, TenantConfig
+from postback_relay.core.tenant import LookupKind, TenantConfig, tenant_of
 
 TENANT_PREFIX = "tenant#"
 LOOKUP_PREFIX = "tenant_lookup#"
@@ -205,6 +205,30 @@ class TenantDirectory:
         except (ClientError, BotoCoreError) as exc:
             detail = describe(exc) if isinstance(exc, ClientError) else type(exc).__name__
             raise TenantsUnavailable(f"cannot list tenants: {detail}") from None
+
+
+def waiting(client: Any, table: str, name: str) -> list[str]:
+    """The keys of tenant ``name``'s conversions still in flight or waiting to be sent: the sparse due index
+    holds exactly those (a final record leaves it), so this reads the backlog, never the table. Before a
+    tenant's secret is deleted, each of these still needs its TrafficStars key."""
+    from postback_relay.aws.store import DUE_INDEX
+    from postback_relay.core.record import DUE_SHARD
+
+    request: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": DUE_INDEX,
+        "KeyConditionExpression": "due_shard = :shard",
+        "ExpressionAttributeValues": {":shard": to_wire(DUE_SHARD)},
+        "ProjectionExpression": "pk",
+    }
+    keys: list[str] = []
+    try:
+        for page in client.get_paginator("query").paginate(**request):
+            keys += [item["pk"]["S"] for item in page.get("Items", []) if tenant_of(item["pk"]["S"]) == name]
+    except (ClientError, BotoCoreError) as exc:
+        detail = describe(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        raise TenantsUnavailable(f"cannot read the due index: {detail}") from None
+    return sorted(keys)
 
 
 def _wire(item: dict[str, Any]) -> dict[str, Any]:

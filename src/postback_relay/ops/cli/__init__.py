@@ -1,11 +1,15 @@
 """postback-relay: the operator's commands, against a deployed stack or the local run (`make run`).
 
   status CLICK_ID|ORDER_ID   a conversion's record and every attempt at its postback
-  recent                     a table of recent conversions (--status, --source, --since, --json)
+  recent                     a table of recent conversions (--status, --source, --tenant, --since, --json)
   send-test CLICK_ID         one postback to TrafficStars, to check the key and a click id
   sign SOURCE EVENT_FILE     sign a sample event with the configured secret and POST it to the relay
   replay dlq|records         re-send conversions from the dead-letter queue or the table (--dry-run)
   check                      is the deployment able to relay? secret, table, queues, TrafficStars URL, alarms
+                             (--tenant NAME: that tenant's configuration, settings and secret)
+  tenant add|show|list|set|remove
+                             several shops and TrafficStars accounts in one deployment: a tenant's
+                             configuration, its secret (created with placeholders) and its URLs
 
 Every command takes --stack/--region/--profile (a deployed stack; the default stack is samconfig.toml's)
 or --local, and --json, before or after the command. The TrafficStars key and the signing secrets are never
@@ -22,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from postback_relay.ops.cli import check, recent, replay, send_test, sign, status
+from postback_relay.ops.cli import check, recent, replay, send_test, sign, status, tenant
 from postback_relay.ops.cli.command import Command, Run
 from postback_relay.ops.cli.output import problem
 from postback_relay.ops.deployment import OperatorError, explain, resolve
@@ -35,6 +39,7 @@ COMMANDS: tuple[Command, ...] = (
     sign.COMMAND,
     replay.COMMAND,
     check.COMMAND,
+    tenant.COMMAND,
 )
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from postback_relay.ops.cli.command import Command, require_known, split_values
 from postback_relay.ops.cli.output import print_json, print_text
-from postback_relay.ops.deployment import Deployment
+from postback_relay.ops.deployment import Deployment, OperatorError
 
 if TYPE_CHECKING:
     from postback_relay.ops.checks import Check
@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a source you use: its missing signing secret fails the check instead of warning (repeatable)",
     )
+    parser.add_argument(
+        "--tenant",
+        metavar="NAME",
+        help="check this tenant instead: its configuration, settings and secret (`check` alone checks the "
+        "deployment everyone shares)",
+    )
 
 
 def run(args: argparse.Namespace, deployment: Deployment) -> int:
@@ -31,19 +37,41 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
 
     required = split_values(args.source)
     require_known("--source", required, tuple(ROUTED))
-    verdicts = checks.run(deployment, required)
+    label = deployment.label
+    if args.tenant is not None:
+        verdicts = _tenant_verdicts(args.tenant, deployment)
+        label = f"tenant {args.tenant} in {deployment.label}"
+    else:
+        verdicts = checks.run(deployment, required)
     failed = any(v.level == "FAIL" for v in verdicts)
     if args.json:
         print_json(
             {
-                "target": deployment.label,
+                "target": label,
                 "ok": not failed,
                 "checks": [{"name": v.name, "level": v.level, "detail": v.detail, "fix": v.fix} for v in verdicts],
             }
         )
     else:
-        print_text("\n".join(_lines(verdicts, deployment.label, failed)))
+        print_text("\n".join(_lines(verdicts, label, failed)))
     return 1 if failed else 0
+
+
+def _tenant_verdicts(name: str, deployment: Deployment) -> list[Check]:
+    """`check --tenant`: a tenant's own verdicts (ops/tenants.py), once its name could be one. Only the
+    tenant's parts: the table, queues and alarms it shares are the deployment's `check`."""
+    from postback_relay.core.tenant import DEFAULT_TENANT, is_slug
+    from postback_relay.ops import tenants
+
+    if name == DEFAULT_TENANT:
+        raise OperatorError(
+            "the default tenant is the deployment's own configuration", "run `postback-relay check` without --tenant"
+        )
+    if not is_slug(name):
+        raise OperatorError(
+            f"--tenant {name!r} cannot name a tenant", "use a tenant's name (`postback-relay tenant list`)"
+        )
+    return tenants.checks(deployment, name)
 
 
 def _lines(verdicts: Sequence[Check], label: str, failed: bool) -> list[str]:

@@ -16,7 +16,7 @@ from postback_relay.ops.cli.output import (
     show_progress,
     table,
 )
-from postback_relay.ops.deployment import Deployment
+from postback_relay.ops.deployment import Deployment, OperatorError
 
 HEADER = ["RECEIVED (UTC)", "SOURCE", "STATUS", "PURCHASE", "CLICK ID", "VALUE", "TRIES", "LAST ANSWER"]
 
@@ -26,6 +26,7 @@ class Query(NamedTuple):
 
     statuses: list[str]
     sources: list[str]
+    tenant: str | None  # one tenant's records only (None: every tenant's)
     since: str  # ISO time
     before: tuple[str, str] | None  # a cursor: (received_at, pk)
 
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The filters and the page."""
     parser.add_argument("--status", action="append", default=[], help="only this status (repeat or comma-separate)")
     parser.add_argument("--source", action="append", default=[], help="only this source (repeat or comma-separate)")
+    parser.add_argument(
+        "--tenant", help="only this tenant's conversions (`default`: the deployment's own, before tenants)"
+    )
     parser.add_argument("--since", default="24h", help="received since: 30m, 24h, 7d, 2w or a date (default 24h)")
     parser.add_argument("--before", help="received before this time (the next page's cursor)")
     parser.add_argument("--limit", type=_positive_int, default=20, help="rows per page (default 20)")
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
         before=query.before,
         statuses=query.statuses,
         sources=query.sources,
+        tenant=query.tenant,
         limit=args.limit,
         progress=progress,
     )
@@ -68,7 +73,8 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
         print_text(table(HEADER, [_row(record) for record in page.records]))
     shown = f"{len(page.records)} of {page.matched}" if more else f"{page.matched}"
     print(
-        f"{shown} conversion(s) received since {short_time(query.since)} UTC in {deployment.label}, "
+        f"{shown} conversion(s) received since {short_time(query.since)} UTC"
+        f"{f' of tenant {query.tenant}' if query.tenant else ''} in {deployment.label}, "
         f"newest first ({page.scanned} records scanned)"
     )
     if cursor:
@@ -80,18 +86,25 @@ def _query(args: argparse.Namespace) -> Query:
     """The options checked against the known statuses and sources, the times parsed."""
     from postback_relay.aws.reads import STATUSES, parse_cursor
     from postback_relay.core.record import iso
+    from postback_relay.core.tenant import is_slug
     from postback_relay.platforms import ROUTED
 
     statuses = split_values(args.status)
     sources = split_values(args.source)
     require_known("--status", statuses, STATUSES)
     require_known("--source", sources, tuple(source.name for source in ROUTED.values()))
+    tenant = args.tenant
+    if tenant is not None and not is_slug(tenant):
+        raise OperatorError(
+            f"--tenant {tenant!r} cannot name a tenant",
+            "use a tenant's name (lower-case letters, digits and hyphens; `postback-relay tenant list`), or default",
+        )
     since = moment_of("--since", args.since, "use 30m, 24h, 7d or 2026-11-20")
     before = parse_cursor(args.before) if args.before else None
     if args.before and before is None:
         moment = moment_of("--before", args.before, "use 2026-11-20 or 2h", kinds="a date nor a duration")
         before = (iso(moment), "")
-    return Query(statuses, sources, iso(since), before)
+    return Query(statuses, sources, tenant, iso(since), before)
 
 
 def _row(record: dict[str, Any]) -> list[str]:
@@ -112,6 +125,8 @@ def _next_page_command(args: argparse.Namespace, since: str, cursor: str) -> str
     parts = ["postback-relay", "recent", "--since", since, "--before", f"'{cursor}'", "--limit", str(args.limit)]
     parts += [f"--status={s}" for s in split_values(args.status)]
     parts += [f"--source={s}" for s in split_values(args.source)]
+    if args.tenant:
+        parts += ["--tenant", args.tenant]
     if args.local:
         parts.append("--local")
     for option in ("stack", "region", "profile"):
