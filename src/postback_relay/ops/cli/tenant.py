@@ -1,4 +1,4 @@
-"""`postback-relay tenant add|show|list|set|remove`: several shops, each with its own TrafficStars account, in
+"""The `tenant` command (add, show, list, set, remove): several shops, each with its own TrafficStars account, in
 one deployment (README "Tenants"). A tenant is added, changed or removed without a deploy: its configuration
 is an item of the table (aws/tenants.py), its TrafficStars key and signing secrets a secret of its own
 (ops/tenants.py).
@@ -120,7 +120,7 @@ def _add(args: argparse.Namespace, deployment: Deployment) -> int:
     given = tenants.read_secrets_file(args.secrets_file, fields) if args.secrets_file else {}
     directory = tenants.directory(deployment)
     if directory.get(name, force=True) is not None:
-        raise OperatorError(f"tenant {name} exists already", f"change it with `postback-relay tenant set {name} …`")
+        raise OperatorError(f"tenant {name} exists already", f"change it with `postback-relay tenant set {name} --set VARIABLE=VALUE`")
     tenants.create_secret(deployment, name, tenants.initial_values(fields, given))
     try:
         directory.save(config, None)
