@@ -532,6 +532,19 @@ class TestRecentTenant:
         text = run(capsys, local, "recent", "--tenant", "acme")
         assert "1 conversion(s) received since" in text.out and "of tenant acme" in text.out
 
+    def test_status_finds_a_tenants_purchase_id_under_that_tenant(
+        self, local: Local, invoke: Invoker, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        add_acme(capsys, local)
+        body = purchase("pi_same")
+        signed = {"Stripe-Signature": stripe_signature(body, ACME_STRIPE)}
+        assert invoke(body, signed, path="/webhooks/acme/stripe").status == 200
+        found = run(capsys, local, "status", "pi_same", "--tenant", "acme", "--json")
+        assert [c["pk"] for c in found.json()["conversions"]] == ["acme/stripe#pi_same"]
+        assert run(capsys, local, "status", "pi_same").code == 1  # the default tenant has no such purchase
+        by_key = run(capsys, local, "status", "acme/stripe#pi_same", "--json")
+        assert [c["pk"] for c in by_key.json()["conversions"]] == ["acme/stripe#pi_same"]
+
     def test_the_next_page_keeps_the_tenant(self, local: Local, capsys: pytest.CaptureFixture[str]) -> None:
         for intent in ("pi_1", "pi_2"):
             local.put_conversion(

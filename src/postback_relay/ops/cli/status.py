@@ -44,6 +44,12 @@ RECORD_ORDER = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The reference to look up."""
     parser.add_argument("reference", metavar="CLICK_ID|ORDER_ID")
+    parser.add_argument(
+        "--tenant",
+        metavar="NAME",
+        default="default",
+        help="whose purchase id it is (default: the default tenant's); a click id or a key finds any tenant's",
+    )
 
 
 def run(args: argparse.Namespace, deployment: Deployment) -> int:
@@ -52,7 +58,9 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
     from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
     from postback_relay.platforms import ROUTED
 
-    names = [source.name for source in ROUTED.values()]
+    from postback_relay.core.tenant import scope
+
+    names = [scope(args.tenant, source.name) for source in ROUTED.values()]
     records = find(deployment.client("dynamodb"), deployment.table_name, args.reference, names, CLICK_ID_PATTERN)
     if args.json:
         print_json({"reference": args.reference, "conversions": records})
@@ -62,7 +70,7 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
         kind = "click id" if CLICK_ID_PATTERN.fullmatch(args.reference.strip().lower()) else "purchase id or key"
         print(
             f"no conversion found for {kind} {args.reference!r} in {deployment.label}\n"
-            "  a record's key is <source>#<purchase id>: for Stripe the PaymentIntent (pi_…) or invoice (in_…), "
+            "  a record's key is [<tenant>/]<source>#<purchase id>: for Stripe the PaymentIntent (pi_…) or invoice (in_…), "
             "not the Checkout Session (cs_…); `postback-relay recent` lists what arrived",
             file=sys.stderr,
         )

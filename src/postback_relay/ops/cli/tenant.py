@@ -120,7 +120,9 @@ def _add(args: argparse.Namespace, deployment: Deployment) -> int:
     given = tenants.read_secrets_file(args.secrets_file, fields) if args.secrets_file else {}
     directory = tenants.directory(deployment)
     if directory.get(name, force=True) is not None:
-        raise OperatorError(f"tenant {name} exists already", f"change it with `postback-relay tenant set {name} --set VARIABLE=VALUE`")
+        raise OperatorError(
+            f"tenant {name} exists already", f"change it with `postback-relay tenant set {name} --set VARIABLE=VALUE`"
+        )
     tenants.create_secret(deployment, name, tenants.initial_values(fields, given))
     try:
         directory.save(config, None)
