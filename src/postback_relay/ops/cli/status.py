@@ -55,10 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, deployment: Deployment) -> int:
     """`status`: find the record(s), print each with its attempt log."""
     from postback_relay.aws.reads import find
+    from postback_relay.core.tenant import scope
     from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
     from postback_relay.platforms import ROUTED
-
-    from postback_relay.core.tenant import scope
 
     names = [scope(args.tenant, source.name) for source in ROUTED.values()]
     records = find(deployment.client("dynamodb"), deployment.table_name, args.reference, names, CLICK_ID_PATTERN)
@@ -70,8 +69,9 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
         kind = "click id" if CLICK_ID_PATTERN.fullmatch(args.reference.strip().lower()) else "purchase id or key"
         print(
             f"no conversion found for {kind} {args.reference!r} in {deployment.label}\n"
-            "  a record's key is [<tenant>/]<source>#<purchase id>: for Stripe the PaymentIntent (pi_…) or invoice (in_…), "
-            "not the Checkout Session (cs_…); `postback-relay recent` lists what arrived",
+            "  a record's key is [<tenant>/]<source>#<purchase id>: for Stripe the PaymentIntent (pi_…) or invoice "
+            "(in_…), not the Checkout Session (cs_…); a tenant's purchase id needs --tenant; `postback-relay recent` "
+            "lists what arrived",
             file=sys.stderr,
         )
         return 1
