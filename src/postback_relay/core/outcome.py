@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
+from postback_relay.core.tenant import DEFAULT_TENANT
+
 AnswerKind = Literal["ok", "rejected", "invalid_key", "retryable"]
 
 
@@ -89,4 +91,4 @@ class Outcome:
     # True when the conversion is durable but not settled (its outcome unwritten, or its retry not queued):
     # a redelivery is only noted as a duplicate, and makes sure it is retried.
     redeliver: bool = False
-    tenant: str = "default"  # whose event it was (core/tenant.py): a shared route learns it only by processing
+    tenant: str = DEFAULT_TENANT  # whose event it was (core/tenant.py): a shared route learns it only by processing
