@@ -345,6 +345,17 @@ class TestSharedRoutes:
         assert (reply.status, reply.body["status"]) == (200, "sent")
         assert reply.body["conversion_id"] == "acme/shopify#777"
         assert [r.account for r in sandbox.state.received] == ["acme"]
+        # the compliance topics every public app must answer: 200, nothing stored, nothing sent
+        before = len(aws.items())
+        redact = json.dumps({"shop_id": 1, "shop_domain": "acme-store.myshopify.com", "customer": {"id": 9}}).encode()
+        compliance = {
+            **headers,
+            "X-Shopify-Topic": "customers/redact",
+            "X-Shopify-Hmac-Sha256": shopify_hmac(redact, "shpss_app_canary_41"),
+        }
+        answered = invoke(redact, compliance, path="/webhooks/_app/shopify")
+        assert (answered.status, answered.body["status"]) == (200, "ignored")
+        assert len(aws.items()) == before and len(sandbox.state.received) == 1
 
 
 class TestIsolationInWhatIsWritten:

@@ -219,7 +219,6 @@ class TestTheSettingsTable:
             if variable.default:
                 assert f"`{variable.default}`" in row[2] or variable.default in row[2], (variable.name, row[2])
 
-
     def test_the_readme_marks_exactly_the_per_tenant_settings(self) -> None:
         rows = _readme_settings_rows()
         for variable in ALL_VARIABLES:

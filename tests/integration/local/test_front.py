@@ -138,3 +138,28 @@ def test_the_console_never_shows_a_query_strings_token_or_key(relay_env: pytest.
     assert method == "GET"
     assert path == "/postback?click_id=abc&token=***&value=1.50&Key=***&monkey=banana"
     assert "SECRET" not in repr(printed)
+
+
+def test_a_tenants_route_over_http_is_that_tenants(
+    api: LocalApi, aws: Aws, sandbox: TrafficStarsSandbox, relay_env: pytest.MonkeyPatch
+) -> None:
+    """`make run` serves the tenant routes of the template too: a tenant added to moto is served at once."""
+    from postback_relay.runtime import reset_runtime
+    from tests.support.tenants import TENANT_SECRET_PREFIX, add_tenant
+
+    relay_env.setenv("TENANT_SECRET_PREFIX", TENANT_SECRET_PREFIX)
+    reset_runtime()
+    secrets = {"trafficstars_key": "ts-front-acme", "stripe_webhook_secret": "whsec_front_acme"}
+    add_tenant(aws, "acme", ("stripe",), {"TRAFFICSTARS_URL": sandbox.base_url}, secrets)
+    sandbox.state.accounts["acme"] = secrets["trafficstars_key"]
+    body = stripe_event("checkout.session.completed", checkout_session())
+    response = requests.post(
+        f"{api.base_url}/webhooks/acme/stripe",
+        data=body,
+        headers={"Content-Type": "application/json", "Stripe-Signature": stripe_signature(body, "whsec_front_acme")},
+        timeout=10,
+    )
+    assert (response.status_code, response.json()["conversion_id"]) == (200, "acme/stripe#pi_test_0001")
+    assert [r.account for r in sandbox.state.received] == ["acme"]
+    unknown = requests.post(f"{api.base_url}/webhooks/initech/stripe", data=body, timeout=10)
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_tenant")
