@@ -56,3 +56,26 @@ def test_a_signed_test_mode_purchase_is_answered_and_recorded_by_the_stack(tmp_p
     found = _cli("status", f"stripe#{purchase}")
     [record] = found["conversions"]
     assert record["livemode"] is False and record["status"] in ("test_mode", "sent", "rejected", "retry_pending")
+
+
+def test_a_tenant_added_by_the_cli_is_served_by_the_stack_without_a_deploy(tmp_path: Path) -> None:
+    """`tenant add` against the stack, a test-mode purchase signed with the tenant's own secret to its route,
+    the record under the tenant, then `tenant remove --purge`: the stack is not redeployed at any point."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(json.dumps({"stripe_webhook_secret": f"whsec_e2e_{uuid.uuid4().hex}"}), encoding="utf-8")
+    added = _cli("tenant", "add", name, "--source", "stripe", "--secrets-file", str(secrets))
+    assert added["tenant"]["name"] == name, added
+    try:
+        purchase = f"pi_e2e_{uuid.uuid4().hex[:16]}"
+        body = tmp_path / "checkout.session.completed.json"
+        body.write_bytes(
+            stripe_event("checkout.session.completed", checkout_session(payment_intent=purchase), livemode=False)
+        )
+        signed = _cli("sign", "stripe", str(body), "--tenant", name)
+        assert signed["http_status"] == 200, signed
+        assert signed["answer"]["conversion_id"] == f"{name}/stripe#{purchase}"
+        [record] = _cli("status", purchase, "--tenant", name)["conversions"]
+        assert record["tenant"] == name and record["livemode"] is False
+    finally:
+        _cli("tenant", "remove", name, "--purge")

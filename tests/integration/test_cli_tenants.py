@@ -545,6 +545,28 @@ class TestRecentTenant:
         by_key = run(capsys, local, "status", "acme/stripe#pi_same", "--json")
         assert [c["pk"] for c in by_key.json()["conversions"]] == ["acme/stripe#pi_same"]
 
+    def test_sign_signs_with_the_tenants_secret_and_posts_to_its_route(
+        self, local: Local, sandbox: Any, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from postback_relay_dev.front import LocalApi
+        from postback_relay_dev.template import http_routes, load_template
+
+        add_acme(capsys, local)
+        event = local.tmp_path / "event.json"
+        event.write_bytes(purchase("pi_signed"))
+        api = LocalApi(http_routes(load_template())).start()
+        try:
+            result = run(
+                capsys, local, "sign", "stripe", str(event), "--tenant", "acme", "--url", api.base_url, "--json"
+            )
+        finally:
+            api.stop()
+        assert result.code == 0, result.err
+        answer = json.loads(result.out[result.out.index("{\n") :])  # after the relay's own log lines (in-process)
+        assert answer["url"].endswith("/webhooks/acme/stripe") and answer["http_status"] == 200
+        assert answer["answer"]["conversion_id"] == "acme/stripe#pi_signed"
+        assert run(capsys, local, "sign", "stripe", str(event), "--tenant", "Nope").code == 2
+
     def test_the_next_page_keeps_the_tenant(self, local: Local, capsys: pytest.CaptureFixture[str]) -> None:
         for intent in ("pi_1", "pi_2"):
             local.put_conversion(

@@ -60,8 +60,17 @@ class Delivery:
 
     @property
     def route(self) -> str:
-        """The registry's name of the route the request goes to (``stripe``, ``postback``, …)."""
+        """The registry's name of the route the request goes to (``stripe``, ``postback``, …), a tenant's
+        route (``/webhooks/acme/stripe``, ``/postback/acme``) included."""
+        if self.path == "/postback" or self.path.startswith("/postback/"):
+            return "postback"
         return route_name(self.path)
+
+    def to_tenant(self, tenant: str) -> Delivery:
+        """The same request sent to tenant ``tenant``'s route (README "Tenants")."""
+        route = self.route
+        path = f"/postback/{tenant}" if route == "postback" else f"/webhooks/{tenant}/{route}"
+        return replace(self, path=path)
 
     @property
     def target(self) -> str:

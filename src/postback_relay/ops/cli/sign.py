@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE")
     parser.add_argument("event_file", metavar="EVENT_FILE", type=Path)
     parser.add_argument("--url", help="base URL of the relay (default: the stack's ApiBaseUrl, or the local run)")
+    parser.add_argument(
+        "--tenant",
+        metavar="NAME",
+        help="sign with this tenant's secret and send to its route (default: the deployment's own)",
+    )
 
 
 def run(args: argparse.Namespace, deployment: Deployment) -> int:
@@ -29,13 +34,25 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
         raise OperatorError(f"there is no source named {args.source!r}", f"use one of: {', '.join(ROUTED)}")
     delivery = _load_event(args.event_file, args.source)
     field = ROUTED[args.source].secret_field
-    signing = deployment.secrets().signing_secrets(field)
+    secret_id = deployment.secret_id
+    if args.tenant is not None:
+        from postback_relay.core.tenant import is_slug
+        from postback_relay.ops import tenants
+
+        if not is_slug(args.tenant):
+            raise OperatorError(f"--tenant {args.tenant!r} cannot name a tenant", "use the name `tenant list` shows")
+
+        secret_id = tenants.secret_name(deployment, args.tenant)
+        signing = tenants.read_secret(deployment, args.tenant).signing_secrets(field)
+        delivery = delivery.to_tenant(args.tenant)
+    else:
+        signing = deployment.secrets().signing_secrets(field)
     if not signing:
         raise OperatorError(
-            f"the secret {deployment.secret_id} has no {field}, so {args.source} webhooks cannot be signed "
+            f"the secret {secret_id} has no {field}, so {args.source} webhooks cannot be signed "
             "(and the relay refuses them)",
             f"add {field} (write the whole JSON, keeping the other keys): aws secretsmanager put-secret-value "
-            f"--secret-id {deployment.secret_id} --secret-string '{{...}}'",
+            f"--secret-id {secret_id} --secret-string '{{...}}'",
         )
     base_url = args.url or deployment.api_base_url
     if not base_url:
