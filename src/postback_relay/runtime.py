@@ -102,9 +102,7 @@ def build_runtime(settings: Settings, clock: Callable[[], float] = time.time, sq
         """A named tenant's relay: its settings, its secret, its own postback shape over the shared session."""
         own = settings.for_tenant(config.settings)
         own_client = TrafficStarsClient.from_settings(own.trafficstars, client)
-        return Relay(
-            own, secret(f"{prefix}{config.name}"), store, own_client, queue, clock, config.name, config.sources
-        )
+        return Relay(own, secret(f"{prefix}{config.name}"), store, own_client, queue, clock, config.name)
 
     directory = None
     if prefix:

@@ -47,11 +47,9 @@ class Relay:
         queue: RetryQueue | None = None,
         clock: Callable[[], float] = time.time,
         tenant: str = DEFAULT_TENANT,
-        sources: frozenset[str] | None = None,
     ) -> None:
         self.settings = settings
         self.tenant = tenant  # every event this relay parses is this tenant's (its records are keyed so)
-        self.sources = sources  # the ROUTED names it serves; None: every one (the default tenant)
         self._secrets = secrets
         self._queue = queue
         self._verifier = Verifier(secrets, settings.signature_tolerance_seconds, clock)
