@@ -12,7 +12,8 @@ TARGETS = {"app": "postback_relay.handlers.http", "minimal": "bench.minimal"}
 
 
 def main(argv: list[str]) -> None:
-    """Dispatch ``first TARGET RESULT``, ``warm N RESULT`` or ``memory TARGET N RESULT``."""
+    """Dispatch ``first TARGET RESULT``, ``warm N RESULT``, ``tenants N TENANTS RESULT`` or
+    ``memory TARGET N RESULT``."""
     mode, *args = argv
     if mode == "first":
         started = time.perf_counter()
@@ -25,6 +26,10 @@ def main(argv: list[str]) -> None:
         from bench import measure
 
         measure.warm(int(args[0]), args[1])
+    elif mode == "tenants":
+        from bench import measure
+
+        measure.tenants(int(args[0]), int(args[1]), args[2])
     elif mode == "memory":
         from bench import measure
 

@@ -24,6 +24,8 @@ PRICES = {
     "secret_per_month": 0.40,
     "logs_ingest_gb": 0.50,  # CloudWatch Logs standard ingestion
     "xray_traces_per_million": 5.00,
+    "custom_metric_month": 0.30,  # CloudWatch, first 10,000 metrics
+    "dynamodb_rru_per_million": 0.125,  # on-demand read request units (4 KB, strongly consistent)
 }
 
 
@@ -144,3 +146,14 @@ def per_million(measured: Measured, assume: Assumptions = Assumptions()) -> list
             f"{assume.xray_sampled:.0%} of deliveries sampled (assumed)",
         ),
     ]
+
+
+def tenants_per_month(tenants: int, containers: int = 2, max_age_s: int = 300) -> float:
+    """What ``tenants`` tenants cost a month whatever their traffic: a secret each, the two per-tenant
+    metrics (Webhooks and Postbacks by `tenant`, each hour of the month with data), and each warm container
+    reading each tenant's item and secret once per cache max age (``containers`` kept warm)."""
+    month_s = 30 * 24 * 3600
+    refreshes = tenants * containers * month_s / max_age_s
+    return tenants * (PRICES["secret_per_month"] + 2 * PRICES["custom_metric_month"]) + refreshes * (
+        PRICES["secrets_per_10k_calls"] / 10_000 + PRICES["dynamodb_rru_per_million"] / 1e6
+    )

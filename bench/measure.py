@@ -114,6 +114,59 @@ def warm(count: int, result_file: str) -> None:
     write(result_file, result)
 
 
+def tenants(count: int, tenant_count: int, result_file: str) -> None:
+    """Tenants (README "Tenants"): ``count`` conversions each to one tenant's route, to ``tenant_count``
+    tenants' routes in turn (every one warmed: its relay built and its configuration and secret cached), and
+    to the default route, interleaved; the AWS calls a warm tenant request makes; what a tenant's first request
+    costs; and the RSS a warmed tenant adds to the container."""
+    from postback_relay.aws.tenants import tenant_key
+
+    os.environ["TENANT_SECRET_PREFIX"] = "postback-relay/bench/tenants/"
+    relay = handler_of("app")
+    fake = FakeAws(workload.SECRET)
+    url = os.environ["TRAFFICSTARS_URL"]
+    names = [f"t{i:03d}" for i in range(tenant_count)]
+    for name in names:
+        fake.items[tenant_key(name)] = workload.tenant_item(name, url)
+    warmup = max(5, min(50, count // 10))
+    result: dict[str, Any] = {}
+    log = tempfile.NamedTemporaryFile(prefix="bench-log-", delete=False)  # noqa: SIM115 - removed below
+    log.close()
+    try:
+        with stdout_to(log.name), installed(fake):
+            for i in range(warmup):
+                expect(relay(workload.conversion("dwu", i), LocalContext()), "sent")
+                expect(relay(workload.conversion("owu", i, names[0]), LocalContext()), "sent")
+            rss_one = current_rss_kb()
+            firsts = []
+            for i, name in enumerate(names[1:]):
+                started = time.thread_time_ns()
+                expect(relay(workload.conversion("first", i, name), LocalContext()), "sent")
+                firsts.append(time.thread_time_ns() - started)
+            for i, name in enumerate(names):
+                expect(relay(workload.conversion("warm", i, name), LocalContext()), "sent")
+            gc.collect()
+            rss_all = current_rss_kb()
+            events = {
+                "default": workload.conversions("def", count),
+                "one": [workload.conversion("one", i, names[0]) for i in range(count)],
+                "many": [workload.conversion("many", i, names[i % tenant_count]) for i in range(count)],
+            }
+            handlers: dict[str, Handler] = dict.fromkeys(events, relay)
+            result["timed"] = interleaved(handlers, events, "sent")
+            before, counted = fake.calls.copy(), 2 * tenant_count  # each tenant twice more, all warm
+            for i in range(counted):
+                expect(relay(workload.conversion("calls", i, names[i % tenant_count]), LocalContext()), "sent")
+            result["calls_per_request"] = {key: n / counted for key, n in delta(fake.calls, before).items()}
+            result["first_request_cpu_ns"] = firsts
+            result["rss_kb"] = {"one": rss_one, "all": rss_all}
+            result["tenant_count"] = tenant_count
+            result["count"] = count
+    finally:
+        os.unlink(log.name)
+    write(result_file, result)
+
+
 def memory(target: str, count: int, result_file: str) -> None:
     """Peak and current RSS after ``count`` and after ``4 * count`` conversions."""
     handler = handler_of(target)

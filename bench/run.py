@@ -38,6 +38,7 @@ class Config:
     cold_runs: int = 12
     info_runs: int = 6
     memory_conversions: int = 400
+    tenants: int = 100  # the many-tenants side of the tenants section (against one tenant)
     artifact: bool = True
     src: Path | None = None  # measure another checkout's src/ (e.g. the commit before a change)
 
@@ -96,6 +97,9 @@ def run(config: Config = Config(), progress: bool = False) -> Results:
             _first(results, env, scratch)
             say(f"warm: {config.conversions} conversions through each handler")
             _warm(results, env, scratch)
+            if config.tenants:
+                say(f"tenants: {config.conversions} conversions to one tenant, {config.tenants} in turn, the default")
+                _tenants(results, env, scratch)
             say(f"memory: {config.memory_conversions} and {4 * config.memory_conversions} conversions")
             _memory(results, env, scratch)
             _cost(results)
@@ -364,6 +368,55 @@ def _warm(results: Results, env: dict[str, str], scratch: str) -> None:
     )
 
 
+def _tenants(results: Results, env: dict[str, str], scratch: str) -> None:
+    """Tenants cost nothing per warm request: a tenant's route against the default one, and many tenants in
+    turn against one (README "Tenants"); the AWS calls of a warm tenant request; a tenant's first request;
+    the memory a tenant adds; and the fixed monthly cost of the tenants themselves."""
+    many = results.config.tenants
+    data = child(["tenants", str(results.config.conversions), str(many)], env, scratch)
+    results.raw["tenants"] = data
+    cpu = data["timed"]["cpu_ns"]
+    section = (
+        f"3b. Tenants, warm per webhook (N = {data['count']}, interleaved: the default route, one tenant's, "
+        f"{many} tenants' in turn)"
+    )
+    for stat in ("median", "p99"):
+        default, one, spread = (_stat(cpu[name], stat) for name in ("default", "one", "many"))
+        name = f"one tenant's route vs the default route: own-code CPU {stat}"
+        results.add(section, name, _ms(one / 1e9), _ms(default / 1e9), one / default)
+        target, ok = ("<= 1.05x", spread / one <= 1.05) if stat == "median" else ("", None)
+        name = f"{many} tenants in turn vs one tenant: own-code CPU {stat}"
+        results.add(section, name, _ms(spread / 1e9), _ms(one / 1e9), spread / one, target, ok)
+    calls = data["calls_per_request"]
+    counts = results.counts
+    counts["tenant_config_reads_per_warm_request"] = calls.get("dynamodb.GetItem", 0.0)
+    counts["tenant_secret_reads_per_warm_request"] = calls.get("secretsmanager.GetSecretValue", 0.0)
+    counts["dynamodb_per_tenant_conversion"] = sum(n for key, n in calls.items() if key.startswith("dynamodb."))
+    results.add(
+        section,
+        "AWS calls per warm tenant conversion: DynamoDB (of them GetItem) / Secrets Manager",
+        f"{counts['dynamodb_per_tenant_conversion']:g} ({counts['tenant_config_reads_per_warm_request']:g}) / "
+        f"{counts['tenant_secret_reads_per_warm_request']:g}",
+        f"{counts.get('dynamodb_per_conversion', 0):g} (0) / 0",
+        None,
+        "no tenant read",
+        counts["tenant_config_reads_per_warm_request"] == 0 and counts["tenant_secret_reads_per_warm_request"] == 0,
+    )
+    firsts = data["first_request_cpu_ns"]
+    first, warm = _stat(firsts, "median"), _stat(cpu["one"], "median")
+    name = "a tenant's first request in a container (its item, its secret, its relay built): own-code CPU median"
+    results.add(section, name, _ms(first / 1e9), _ms(warm / 1e9), first / warm)
+    per_tenant_kb = (data["rss_kb"]["all"] - data["rss_kb"]["one"]) / max(1, many - 1)
+    counts["rss_kb_per_tenant"] = per_tenant_kb
+    results.add(section, f"RSS a warmed tenant adds to a container ({many} tenants)", f"{per_tenant_kb:.0f} KB")
+    results.add(
+        section,
+        f"fixed cost of {many} tenants a month (their secrets and per-tenant metrics, their reads per max age)",
+        f"${cost.tenants_per_month(many):.2f}",
+        f"${cost.tenants_per_month(1):.2f} (1 tenant)",
+    )
+
+
 def _memory(results: Results, env: dict[str, str], scratch: str) -> None:
     n = results.config.memory_conversions
     found = {target: child(["memory", target, str(n)], env, scratch) for target in ("app", "minimal")}
@@ -458,12 +511,18 @@ def render(results: Results) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench [--conversions N] [--cold-runs R] [--memory-conversions M] [--json FILE]``."""
+    """``python -m bench [--conversions N] [--cold-runs R] [--memory-conversions M] [--tenants T] [--json FILE]``."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--conversions", type=int, default=Config.conversions, help="warm webhooks per handler")
     parser.add_argument("--cold-runs", type=int, default=Config.cold_runs, help="fresh interpreters per import")
     parser.add_argument("--info-runs", type=int, default=Config.info_runs, help="runs of the info-only rows")
     parser.add_argument("--memory-conversions", type=int, default=Config.memory_conversions)
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        default=Config.tenants,
+        help="tenants served in turn (0: no tenants section, for a --src before them)",
+    )
     parser.add_argument("--no-artifact", action="store_true", help="skip the .aws-sam/build import row")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--src", type=Path, help="measure this src/ directory instead (e.g. a checkout of main)")
@@ -473,6 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cold_runs=_bounded(args.cold_runs, 1, 100),
         info_runs=_bounded(args.info_runs, 0, 100),
         memory_conversions=_bounded(args.memory_conversions, 1, 25_000),
+        tenants=_bounded(args.tenants, 0, 10_000),
         artifact=not args.no_artifact,
         src=args.src,
     )

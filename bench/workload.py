@@ -46,21 +46,39 @@ def _sample(event_type: str) -> tuple[dict[str, Any], dict[str, str]]:
     return json.loads(sample["body"]), headers
 
 
-def stripe_webhook(event_type: str, event_id: str, **fields: Any) -> dict[str, Any]:
+def stripe_webhook(event_type: str, event_id: str, tenant: str | None = None, **fields: Any) -> dict[str, Any]:
     """A signed API Gateway event carrying the sample ``event_type`` with its own event id and ``fields``
-    set on its data.object (e.g. its own ``payment_intent``, so each one is a new purchase)."""
+    set on its data.object (e.g. its own ``payment_intent``, so each one is a new purchase); to ``tenant``'s
+    route when one is named (every tenant's secret is SECRET here)."""
     payload, headers = _sample(event_type)
     payload["id"] = event_id
     payload["data"]["object"].update(fields)
     body = json.dumps(payload, indent=2).encode()
     headers.update(sign("stripe", body, STRIPE_SECRET))
-    return build_event("POST", "/webhooks/stripe", list(headers.items()), body, route_key="POST /webhooks/stripe")
+    path, route = (
+        ("/webhooks/stripe", "/webhooks/stripe")
+        if tenant is None
+        else (f"/webhooks/{tenant}/stripe", "/webhooks/{tenant}/{platform}")
+    )
+    return build_event("POST", path, list(headers.items()), body, route_key=f"POST {route}")
 
 
-def conversion(prefix: str, index: int, **fields: Any) -> dict[str, Any]:
+def conversion(prefix: str, index: int, tenant: str | None = None, **fields: Any) -> dict[str, Any]:
     """A paid Checkout Session of its own purchase (``pi_{prefix}{index}``) with a valid click id."""
     purchase = f"pi_{prefix}{index:06d}"
-    return stripe_webhook("checkout.session.completed", f"evt_{prefix}{index:06d}", payment_intent=purchase, **fields)
+    return stripe_webhook(
+        "checkout.session.completed", f"evt_{prefix}{index:06d}", tenant, payment_intent=purchase, **fields
+    )
+
+
+def tenant_item(name: str, trafficstars_url: str) -> dict[str, Any]:
+    """A tenant's configuration item, in DynamoDB's wire format, as `postback-relay tenant add` writes it."""
+    from postback_relay.aws.tenants import to_item
+    from postback_relay.aws.wire import to_wire
+    from postback_relay.core.tenant import TenantConfig
+
+    config = TenantConfig(name, frozenset({"stripe"}), {"TRAFFICSTARS_URL": trafficstars_url}, updated_at="bench")
+    return {field: to_wire(value) for field, value in to_item(config).items()}
 
 
 def conversions(prefix: str, count: int) -> list[dict[str, Any]]:
