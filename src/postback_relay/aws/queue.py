@@ -62,8 +62,9 @@ def _message(conversion_id: str, due_at: float | None) -> dict[str, Any]:
     """A retry message. A named tenant's carries its name (its key says it too: the worker reads the key),
     so a queue's messages can be told apart by tenant without reading the table."""
     body: dict[str, Any] = {"conversion_id": conversion_id}
-    if tenant_of(conversion_id) != DEFAULT_TENANT:
-        body["tenant"] = tenant_of(conversion_id)
+    tenant = tenant_of(conversion_id)
+    if tenant != DEFAULT_TENANT:
+        body["tenant"] = tenant
     if due_at is not None:
         body["due_at"] = round(due_at, 3)
     return body

@@ -208,8 +208,9 @@ class ConversionStore:
         now = self._clock()
         _, _, step = _reversal_step(pk, kind, event_id, fields, now)
         facts = {"source": source, "purchase_id": purchase_id, "correlation_id": event_id, **step.fields}
-        if tenant_of(pk) != DEFAULT_TENANT:
-            facts["tenant"] = tenant_of(pk)
+        tenant = tenant_of(pk)
+        if tenant != DEFAULT_TENANT:
+            facts["tenant"] = tenant
         step = step._replace(fields=facts, expires_at=self._expires_at(now))
         if step.target is None:  # a partial refund or a dispute won of nothing recorded changes nothing
             return False

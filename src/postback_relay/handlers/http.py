@@ -66,14 +66,7 @@ def click_script() -> Response[str]:
 @app.post("/webhooks/<source_name>")
 def webhook(source_name: str) -> Response[str]:
     """Every platform's webhook: verify, record, forward."""
-    source = SOURCES.get(source_name)
-    if source is None:
-        telemetry.publish(telemetry.refusal_metrics(telemetry.UNKNOWN_SOURCE, "unknown_source"))
-        return _json(404, {"error": "unknown_source", "message": f"no webhook source named {source_name!r}"})
-    _serving(source.name, DEFAULT_TENANT)
-    body = _raw_body(get_runtime().settings.max_body_bytes)
-    outcome = get_runtime().relay.handle(source, body, app.current_event.headers)
-    return _answer(source.name, outcome, "webhook handled")
+    return _webhook(DEFAULT_TENANT, source_name)
 
 
 @app.post("/webhooks/<tenant>/<source_name>")
@@ -82,11 +75,16 @@ def tenant_webhook(tenant: str, source_name: str) -> Response[str]:
     verified with that tenant's secret (a shared route's with the platform-wide one), recorded under it."""
     shared = SHARED.get(f"{tenant}/{source_name}")
     if shared is not None:
-        _serving(shared.name)
+        _serving(shared.name, DEFAULT_TENANT)  # the event's tenant is known once it is verified
         runtime = get_runtime()
         body = _raw_body(runtime.settings.max_body_bytes)
         outcome = runtime.relay.handle_shared(shared, body, app.current_event.headers, runtime.tenants.find)
         return _answer(shared.name, outcome, "webhook handled")
+    return _webhook(tenant, source_name)
+
+
+def _webhook(tenant: str, source_name: str) -> Response[str]:
+    """Verify, record and forward a delivery to ``tenant``'s route of a platform."""
     source = SOURCES.get(source_name)
     if source is None:
         telemetry.publish(telemetry.refusal_metrics(telemetry.UNKNOWN_SOURCE, "unknown_source"))
@@ -155,7 +153,6 @@ def _serving(source_name: str, tenant: str | None = None) -> None:
 def _answer(source_name: str, outcome: Outcome, message: str) -> Response[str]:
     """A processed request's metrics, trace annotations and summary log line, then its JSON answer."""
     telemetry.publish(telemetry.webhook_metrics(source_name, outcome, outcome.tenant))
-    logger.append_keys(tenant=outcome.tenant)
     _annotate_trace(source_name, outcome.status, outcome.event_id, outcome.conversion_id)
     if outcome.conversion_id:
         logger.append_keys(conversion_id=outcome.conversion_id)

@@ -20,9 +20,9 @@ from typing import Any, NamedTuple
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
-from postback_relay.core import tenant
 from postback_relay.core.outcome import Outcome
 from postback_relay.core.tenant import DEFAULT_TENANT
+from postback_relay.core.tenant import source_of as platform_of
 
 logger = Logger(child=True)
 
@@ -99,7 +99,7 @@ def refusal_metrics(
 def source_of(conversion_id: str) -> str:
     """The source part of a record key (``stripe#pi_…``, ``acme/stripe#pi_…`` → ``stripe``), for attempts
     made from a key alone."""
-    return tenant.source_of(conversion_id) or UNKNOWN_SOURCE
+    return platform_of(conversion_id) or UNKNOWN_SOURCE
 
 
 def publish(records: Iterable[MetricRecord]) -> None:

@@ -70,24 +70,18 @@ class Relay:
 
     def handle(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> Outcome:
         """Process one webhook delivery; raises RelayError for answers that are not a processed event."""
-        if len(raw_body) > self.settings.max_body_bytes:
-            raise PayloadTooLarge(f"body is larger than {self.settings.max_body_bytes} bytes")
+        self._within_limit(raw_body, "body")
         if isinstance(source, AnswersPings) and source.is_ping(raw_body, headers):
             logger.info("platform ping answered", extra={"source": source.name})
             return Outcome("ping", {"status": "ping"})
         secrets = self._verifier.verified(source, raw_body, headers)
-        try:
-            payload = json.loads(raw_body)
-        except (ValueError, RecursionError):  # not JSON, not UTF-8/16/32, or nested deeper than Python recurses
-            raise BadRequest("body is not valid JSON") from None
-        return self._process(source, payload, secrets)
+        return self._process(source, _json_body(raw_body), secrets)
 
     def handle_query(self, source: WebhookSource, raw_query: str, headers: Mapping[str, str]) -> Outcome:
         """Process one GET postback: the raw query string is what the sender authenticates and what the
         source reads, as ``parse_qsl`` pairs (API Gateway's comma-joined parameters would be ambiguous)."""
         raw = raw_query.encode("utf-8")
-        if len(raw) > self.settings.max_body_bytes:
-            raise PayloadTooLarge(f"query is larger than {self.settings.max_body_bytes} bytes")
+        self._within_limit(raw, "query")
         secrets = self._verifier.verified(source, raw, headers)
         return self._process(source, parse_qsl(raw_query, keep_blank_values=True), secrets)
 
@@ -102,13 +96,9 @@ class Relay:
         platform-wide secret held in this (the default tenant's) secret, then processed by the relay of the
         tenant ``find`` names for its account or shop, with that tenant's settings and key. An account no
         tenant claims is answered as an ignored event (the platform would retry anything else for days)."""
-        if len(raw_body) > self.settings.max_body_bytes:
-            raise PayloadTooLarge(f"body is larger than {self.settings.max_body_bytes} bytes")
+        self._within_limit(raw_body, "body")
         self._verifier.verified(source, raw_body, headers)
-        try:
-            payload = json.loads(raw_body)
-        except (ValueError, RecursionError):
-            raise BadRequest("body is not valid JSON") from None
+        payload = _json_body(raw_body)
         key = source.tenant_key(payload, headers)
         relay = find(source.lookup, key) if key else None
         if relay is None:
@@ -116,6 +106,11 @@ class Relay:
             return Outcome("ignored", {"status": "ignored", "reason": f"no tenant has {source.lookup} {key}"})
         tag_tenant(relay.tenant)
         return relay._process(source, payload, relay._verifier.current())
+
+    def _within_limit(self, raw: bytes, what: str) -> None:
+        """Refuse (413) a body or query larger than MAX_BODY_BYTES before anything reads it."""
+        if len(raw) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"{what} is larger than {self.settings.max_body_bytes} bytes")
 
     def _process(self, source: WebhookSource, payload: Any, secrets: RelaySecrets) -> Outcome:
         try:
@@ -153,3 +148,11 @@ class Relay:
     def sweep(self, deadline: Callable[[], bool] = lambda: False) -> int:
         """Re-queue the conversions whose due time passed (see Sender.sweep); returns how many."""
         return self._sender.sweep(deadline)
+
+
+def _json_body(raw_body: bytes) -> Any:
+    """A verified body as JSON; BadRequest (400) when it is not."""
+    try:
+        return json.loads(raw_body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8/16/32, or nested deeper than Python recurses
+        raise BadRequest("body is not valid JSON") from None
