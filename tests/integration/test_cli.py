@@ -30,22 +30,12 @@ from postback_relay_dev.sandbox import TrafficStarsSandbox
 from postback_relay_dev.template import http_routes, load_template
 from tests.support.aws import Aws
 from tests.support.constants import TEST_KEY, TEST_STRIPE_SECRET
-from tests.support.helpers import CLICK_ID, Invoker, checkout_session, stripe_event
+from tests.support.helpers import CLICK_ID, Invoker, Result, checkout_session, stripe_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 CHECKOUT_EVENT = EVENTS / "stripe" / "checkout.session.completed.json"
 CHECKOUT_CLICK = "c86b8a88b91228911e723b93c65a5900bb49bc99"  # the click id in that sample event
 CHECKOUT_KEY = "stripe#pi_3QlocalDemo0001"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @dataclass

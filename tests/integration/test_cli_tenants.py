@@ -24,7 +24,7 @@ from postback_relay_dev import defaults
 from postback_relay_dev.resources import create_table
 from tests.support.aws import Aws
 from tests.support.constants import TEST_KEY, TEST_STRIPE_SECRET
-from tests.support.helpers import Invoker, checkout_session, stripe_event, stripe_signature
+from tests.support.helpers import Invoker, Result, checkout_session, stripe_event, stripe_signature
 
 PREFIX = defaults.TENANT_SECRET_PREFIX
 API = "http://127.0.0.1:3999"  # the local run's API front, as --local derives it from PORT
@@ -32,16 +32,6 @@ ACME_KEY = "acme-trafficstars-canary-91c2"
 ACME_STRIPE = "whsec_acme_canary_5d1e"
 ACME_TOKEN = "acme-token-canary-0b7f"
 CANARIES = [TEST_KEY, TEST_STRIPE_SECRET, ACME_KEY, ACME_STRIPE, ACME_TOKEN]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @dataclass

@@ -21,19 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from botocore.exceptions import ClientError
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -59,11 +53,18 @@ from postback_relay_dev.sandbox import Received, TrafficStarsSandbox
 from postback_relay_dev.worker import sqs_event
 from tests.support.constants import FAULT_FIGURES, TEST_KEY, TEST_SOURCE_SECRETS, TEST_STRIPE_SECRET
 from tests.support.helpers import Invoker, checkout_session, invoice, payment_intent, stripe_event, stripe_signature
+from tests.support.model import (
+    READ_TIMEOUT,
+    RETRY_URL,
+    Clock,
+    ModelSqs,
+    aws_client,
+    model_env,
+    model_settings,
+)
 
-READ_TIMEOUT = 0.2  # seconds of real time a timeout or a lost answer costs
-RETRY_URL = "https://sqs.model/retry"
-DEAD_LETTER_URL = "https://sqs.model/dlq"
-MAX_RECEIVES = 5  # the template's redrive policy
+__all__ = ["model_env"]  # the fixture (tests/support/model.py)
+
 # Two one-off purchases (their PaymentIntent is the identity) and a subscription's first invoice, whose refunds and
 # disputes name only its PaymentIntent (API 2025-03-31 and later): found through the alias invoice_payment.paid
 # leaves, in whichever order the two arrive.
@@ -78,96 +79,6 @@ def click_of(purchase: str) -> str:
     return hashlib.sha1(purchase.encode()).hexdigest()  # noqa: S324 - a 40-hex click id per purchase
 
 
-class Clock:
-    """The relay's clock in this test: moves only when the model says."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Message:
-    id: str
-    body: str
-    visible_at: float
-    receives: int = 0
-    receipt: str = ""
-
-
-@dataclass
-class ModelSqs:
-    """SQS on the model's clock: DelaySeconds, visibility timeouts, receive counts and the redrive policy.
-    It notes any message sent to become visible before the due time it carries (there must be none)."""
-
-    clock: Clock
-    queues: dict[str, list[Message]] = field(default_factory=lambda: {RETRY_URL: [], DEAD_LETTER_URL: []})
-    down: bool = False
-    early: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _refuse(self) -> None:
-        if self.down:
-            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "model outage"}}, "SendMessage")
-
-    def send_message(self, QueueUrl: str, MessageBody: str, DelaySeconds: int = 0) -> dict[str, Any]:
-        self._refuse()
-        visible_at = self.clock.now + DelaySeconds
-        due_at = json.loads(MessageBody).get("due_at")
-        if due_at is not None and visible_at < float(due_at) - 0.001 and DelaySeconds < 900:
-            self.early.append(f"{MessageBody} visible {float(due_at) - visible_at:.3f}s before it is due")
-        with self.lock:
-            self.queues[QueueUrl].append(Message(uuid.uuid4().hex, MessageBody, visible_at))
-        return {"MessageId": "m"}
-
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        for entry in Entries:
-            self.send_message(QueueUrl, entry["MessageBody"], entry.get("DelaySeconds", 0))
-        return {"Successful": [{"Id": entry["Id"]} for entry in Entries]}
-
-    def receive_message(
-        self,
-        QueueUrl: str,
-        MaxNumberOfMessages: int = 10,
-        VisibilityTimeout: int = 30,
-        **_: Any,
-    ) -> dict[str, Any]:
-        taken = []
-        with self.lock:
-            for message in self.queues[QueueUrl]:
-                if len(taken) == MaxNumberOfMessages:
-                    break
-                if message.visible_at <= self.clock.now:
-                    message.receives += 1
-                    message.receipt = uuid.uuid4().hex
-                    message.visible_at = self.clock.now + VisibilityTimeout
-                    taken.append(message)
-        return {"Messages": [{"MessageId": m.id, "ReceiptHandle": m.receipt, "Body": m.body} for m in taken]}
-
-    def delete_message(self, QueueUrl: str, ReceiptHandle: str) -> None:
-        with self.lock:
-            self.queues[QueueUrl] = [m for m in self.queues[QueueUrl] if m.receipt != ReceiptHandle]
-
-    def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> None:
-        handles = {entry["ReceiptHandle"] for entry in Entries}
-        with self.lock:
-            for message in self.queues[QueueUrl]:
-                if message.receipt in handles:
-                    message.visible_at = self.clock.now
-
-    def redrive(self) -> None:
-        """What SQS does to a message received MAX_RECEIVES times and still not deleted."""
-        with self.lock:
-            spent = [m for m in self.queues[RETRY_URL] if m.receives >= MAX_RECEIVES]
-            self.queues[RETRY_URL] = [m for m in self.queues[RETRY_URL] if m.receives < MAX_RECEIVES]
-            self.queues[DEAD_LETTER_URL] += [Message(m.id, m.body, self.clock.now) for m in spent]
-
-    def parked(self) -> set[str]:
-        return {json.loads(m.body)["conversion_id"] for m in self.queues[DEAD_LETTER_URL]}
-
-
 @dataclass
 class Get:
     """One GET as TrafficStars saw it, and what became of its answer."""
@@ -177,30 +88,6 @@ class Get:
     arrived: float  # real time
     accepted: bool
     answer_reached_relay: bool
-
-
-@pytest.fixture
-def model_env(
-    moto_server: SerializedMotoServer, sandbox_server: TrafficStarsSandbox, ca_file: Any, monkeypatch: Any
-) -> Iterator[tuple[SerializedMotoServer, TrafficStarsSandbox]]:
-    for name, value in {
-        "TRAFFICSTARS_URL": sandbox_server.base_url,
-        "REQUESTS_CA_BUNDLE": str(ca_file),
-        "AWS_ENDPOINT_URL": moto_server.endpoint,
-        "RETRY_QUEUE_URL": RETRY_URL,
-        "DEAD_LETTER_QUEUE_URL": DEAD_LETTER_URL,
-        "TRAFFICSTARS_READ_TIMEOUT": str(READ_TIMEOUT),
-        "RETRY_BASE_DELAY_SECONDS": "60",
-        "RETRY_MAX_DELAY_SECONDS": "600",
-        "RETRY_WINDOW_SECONDS": "7200",
-        "SEND_LEASE_SECONDS": "30",
-        "SWEEP_GRACE_SECONDS": "60",
-    }.items():
-        monkeypatch.setenv(name, value)
-    yield moto_server, sandbox_server
-    sandbox_server.state.reset()
-    moto_server.fault = None
-    reset_runtime()
 
 
 def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
@@ -221,10 +108,10 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
             self.runtime: Runtime = build_runtime(settings_, self.clock, self.sqs)
             install_runtime(self.runtime)
             self.others = [build_runtime(settings_, self.clock, self.sqs).relay for _ in range(2)]
-            dynamodb = _client("dynamodb", moto_server.endpoint)
+            dynamodb = aws_client("dynamodb", moto_server.endpoint)
             create_table(dynamodb, settings_.table_name)
             put_secret(
-                _client("secretsmanager", moto_server.endpoint),
+                aws_client("secretsmanager", moto_server.endpoint),
                 settings_.secret_id,
                 {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET, **TEST_SOURCE_SECRETS},
             )
@@ -604,16 +491,7 @@ def test_no_interleaving_loses_doubles_or_sends_a_reversed_conversion(
                 moto_server.lose_answer = None
                 reset_runtime()
 
-    examples = int(os.environ.get("MODEL_EXAMPLES", "20"))
-    run_state_machine_as_test(
-        Lifecycle,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=int(os.environ.get("MODEL_STEPS", "30")),
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_state_machine_as_test(Lifecycle, settings=model_settings())
     FAULT_FIGURES.append(
         f"model-based lifecycle test: {TOTALS['scenarios']} scenarios, {TOTALS['steps']} steps checked "
         f"({TOTALS['deliveries']} deliveries, {TOTALS['reversals']} reversals, {TOTALS['links']} links, "
@@ -643,9 +521,3 @@ def payment_intent_charge(purchase: str, full: bool) -> dict[str, Any]:
         "payment_intent": purchase,
         "refunded": full,
     }
-
-
-def _client(service: str, endpoint: str) -> Any:
-    import boto3
-
-    return boto3.session.Session().client(service, endpoint_url=endpoint)

@@ -15,12 +15,10 @@ The same real parts and the same model of SQS on the test's clock as test_lifecy
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections import Counter
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
@@ -36,19 +34,12 @@ from postback_relay_dev.moto_server import SerializedMotoServer
 from postback_relay_dev.resources import create_table, put_secret
 from postback_relay_dev.sandbox import Received, TrafficStarsSandbox
 from postback_relay_dev.worker import sqs_event
-from tests.integration.test_lifecycle_model import (  # the model's clock, SQS and environment
-    RETRY_URL,
-    Clock,
-    ModelSqs,
-    _client,
-    model_env,
-    payment_intent_charge,
-)
 from tests.support.constants import FAULT_FIGURES, TEST_KEY, TEST_STRIPE_SECRET
-from tests.support.helpers import Invoker, checkout_session, stripe_event, stripe_signature
+from tests.support.helpers import Invoker, charge_refunded, checkout_session, stripe_event, stripe_signature
+from tests.support.model import RETRY_URL, Clock, ModelSqs, aws_client, model_env, model_settings
 from tests.support.tenants import TENANT_SECRET_PREFIX, now_iso
 
-__all__ = ["model_env"]  # the fixture, shared with the lifecycle model
+__all__ = ["model_env"]  # the fixture (tests/support/model.py)
 
 TENANTS = (DEFAULT_TENANT, "acme", "globex")
 PURCHASES = ("pi_same_1", "pi_same_2")  # every tenant sells these very ids
@@ -83,8 +74,8 @@ def test_no_interleaving_mixes_tenants(
             self.clock = Clock()
             self.sqs = ModelSqs(self.clock)
             self.settings = Settings.from_env()
-            dynamodb = _client("dynamodb", moto_server.endpoint)
-            secretsmanager = _client("secretsmanager", moto_server.endpoint)
+            dynamodb = aws_client("dynamodb", moto_server.endpoint)
+            secretsmanager = aws_client("secretsmanager", moto_server.endpoint)
             create_table(dynamodb, self.settings.table_name)
             put_secret(
                 secretsmanager,
@@ -162,7 +153,8 @@ def test_no_interleaving_mixes_tenants(
 
         @rule(tenant=st.sampled_from(TENANTS), purchase=st.sampled_from(PURCHASES))
         def refund(self, tenant: str, purchase: str) -> None:
-            reply = self._post(tenant, stripe_event("charge.refunded", payment_intent_charge(purchase, True)), tenant)
+            charge = {**charge_refunded(pi=purchase), "id": f"ch_{purchase}"}  # its own charge, fully refunded
+            reply = self._post(tenant, stripe_event("charge.refunded", charge), tenant)
             if tenant in self.removed:
                 return
             if reply.status != 200:
@@ -278,15 +270,7 @@ def test_no_interleaving_mixes_tenants(
                 sandbox.state.fault = None
                 reset_runtime()
 
-    run_state_machine_as_test(
-        Isolation,
-        settings=settings(
-            max_examples=int(os.environ.get("MODEL_EXAMPLES", "20")),
-            stateful_step_count=int(os.environ.get("MODEL_STEPS", "30")),
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_state_machine_as_test(Isolation, settings=model_settings())
     FAULT_FIGURES.append(
         f"model-based tenant test: {TOTALS['scenarios']} scenarios, {TOTALS['steps']} steps checked "
         f"({TOTALS['deliveries']} deliveries, {TOTALS['forgeries']} deliveries signed by another tenant, "

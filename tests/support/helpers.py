@@ -134,6 +134,18 @@ def charge_refunded(*, pi: str = "pi_test_0001", full: bool = True, amount: int 
 
 
 @dataclass
+class Result:
+    """What an operator CLI command ended with, and what it printed."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
 class Reply:
     status: int
     body: dict[str, Any]
