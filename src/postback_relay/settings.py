@@ -9,6 +9,7 @@ Hand-written rather than pydantic-settings: importing pydantic costs ~67 ms of c
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -36,6 +37,8 @@ from postback_relay.env import (
 )
 from postback_relay.networks import trafficstars
 from postback_relay.networks.trafficstars import TrafficStarsSettings
+from postback_relay.platforms import BILLERS
+from postback_relay.platforms.checks import RequestSource
 
 __all__ = ["ALL_VARIABLES", "TENANT_VARIABLES", "VARIABLES", "Settings", "SettingsError"]
 
@@ -77,6 +80,43 @@ def _approved_statuses(environ: Mapping[str, str], name: str, default: str) -> f
         if word in REVERSAL_STATUSES:
             raise SettingsError(f"{name} must not list {word!r}: it reverses a conversion ({REVERSAL_STATUSES[word]})")
     return frozenset(words)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+ANY_ADDRESS = "any"  # an allowlist turned off explicitly (README "Billers")
+
+
+def _allowlist(environ: Mapping[str, str], name: str, default: str) -> tuple[Network, ...] | None:
+    """Comma-separated addresses and CIDR ranges; `any` turns the allowlist off (None), empty allows none."""
+    raw = environ.get(name, default).strip()
+    if raw.lower() == ANY_ADDRESS:
+        return None
+    networks: list[Network] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"{name} must be comma-separated addresses or CIDR ranges, or any; got {item!r}"
+            ) from None
+    return tuple(networks)
+
+
+def _biller_variables() -> tuple[Variable, ...]:
+    """Each biller's allowlist (`<PLATFORM>_ALLOWED_IPS`, its published ranges by default)."""
+    return tuple(
+        Variable(
+            f"{source.name.upper()}_ALLOWED_IPS",
+            f"allowed_ips.{source.name}",
+            _allowlist,
+            ",".join(source.published_ips),
+            f"{source.name.capitalize()}AllowedIps",
+            per_tenant=True,
+        )
+        for source in BILLERS.values()
+    )
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -136,6 +176,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RETRY_BASE_DELAY_SECONDS", "retry_policy.base_delay_seconds", seconds(0.01), "30"),
     Variable("RETRY_MAX_DELAY_SECONDS", "retry_policy.max_delay_seconds", seconds(0.01), "3600"),
     Variable("SWEEP_GRACE_SECONDS", "sweep_grace_seconds", whole(0), "60"),
+    *_biller_variables(),
+    Variable("VEROTEL_SHOP_ID", "verotel_shop_id", optional_reader, "", "VerotelShopId", per_tenant=True),
 )
 # Every variable the relay reads, its own and its network's: what the template and the README are checked against.
 ALL_VARIABLES: tuple[Variable, ...] = VARIABLES + trafficstars.VARIABLES
@@ -172,6 +214,9 @@ class Settings:
     upgrades_count_as: UpgradePolicy = "nothing"  # what an upgrade's charge is sent as (README lifecycle table)
     # tracker `status` values that count (lower-case); an empty status always counts
     postback_approved_statuses: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_APPROVED_STATUSES))
+    # each biller's source-IP allowlist (<PLATFORM>_ALLOWED_IPS): None when turned off (`any`)
+    allowed_ips: Mapping[str, tuple[Network, ...] | None] = field(default_factory=lambda: _default_allowlists())
+    verotel_shop_id: str | None = None  # added to the signed parameters when a Verotel postback lacks shopID
 
     @property
     def parse_context(self) -> ParseContext:
@@ -181,7 +226,12 @@ class Settings:
             self.click_id_metadata_key,
             self.account_currency,
             self.postback_approved_statuses,
+            self.verotel_shop_id,
         )
+
+    def success_text(self, source: RequestSource) -> str | None:
+        """The body ``source``'s platform expects on success (Verotel's `OK`); None where the JSON answer does."""
+        return source.success_text
 
     @property
     def lifecycle(self) -> LifecyclePolicy:
@@ -219,6 +269,11 @@ class Settings:
             read_timeout_seconds=self.trafficstars.read_timeout_seconds,
         )
         return replace(self, **values)
+
+
+def _default_allowlists() -> dict[str, tuple[Network, ...] | None]:
+    """The allowlists when nothing is set: each biller's published ranges."""
+    return {source.name: _allowlist({}, "", ",".join(source.published_ips)) for source in BILLERS.values()}
 
 
 def _value_policy(parts: dict[str, Any], environ: Mapping[str, str]) -> ValuePolicy:

@@ -9,7 +9,7 @@ import os
 
 from postback_relay.networks.trafficstars import KEY_FIELD
 from postback_relay.ops.local_run import HOST, QUEUE_PREFIX, SECRET_ID, TABLE_NAME, TENANT_SECRET_PREFIX, port
-from postback_relay.platforms import ROUTED
+from postback_relay.platforms import BILLERS, ROUTED
 
 DEMO_TRAFFICSTARS_KEY = "local-demo-trafficstars-key"
 
@@ -22,6 +22,18 @@ SECRET_FIELDS = {
         *((source.secret_field, source.demo_secret) for source in ROUTED.values()),
     ]
 }
+
+
+# The local run's requests come from loopback (`make send`, curl); a biller's allowlist admits it there too.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+def local_allowlists() -> dict[str, str]:
+    """Each biller's `<PLATFORM>_ALLOWED_IPS` in the local run: its published ranges and loopback."""
+    return {
+        f"{source.name.upper()}_ALLOWED_IPS": ",".join((*source.published_ips, *LOOPBACK))
+        for source in BILLERS.values()
+    }
 
 
 def secret_values() -> dict[str, str]:
@@ -37,6 +49,7 @@ __all__ = [
     "SECRET_ID",
     "TABLE_NAME",
     "TENANT_SECRET_PREFIX",
+    "local_allowlists",
     "port",
     "secret_values",
 ]

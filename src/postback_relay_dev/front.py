@@ -100,6 +100,7 @@ class LocalApi:
                     body,
                     parts.query,
                     route_key=f"{route.method} {route.path}",
+                    source_ip=request.client_address[0],  # the real client: allowlists can be tried locally
                 )
                 with self._invoke_lock:
                     result = handler(event, LocalContext(function_name=route.function))

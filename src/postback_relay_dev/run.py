@@ -71,6 +71,8 @@ def main() -> None:
         )
     env.update({"SECRET_ID": defaults.SECRET_ID, "TABLE_NAME": defaults.TABLE_NAME, "LOCAL_MODE": "true"})
     env.setdefault("TENANT_SECRET_PREFIX", defaults.TENANT_SECRET_PREFIX)
+    for variable, addresses in defaults.local_allowlists().items():
+        env.setdefault(variable, addresses)  # `make send` and curl post from loopback
     env.setdefault("POWERTOOLS_SERVICE_NAME", "postback-relay")
     env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PostbackRelay")
     env.setdefault("POWERTOOLS_METRICS_DISABLED", "true")

@@ -20,12 +20,12 @@ from typing import Any
 import requests
 
 from postback_relay.ops.delivery import Delivery
-from postback_relay.platforms import ROUTED, WebhookSource
+from postback_relay.platforms import ROUTED, RequestSource, WebhookSource
 from postback_relay_dev import defaults
 from postback_relay_dev.front import redact_query
 
 
-def _source(delivery: Delivery) -> WebhookSource:
+def _source(delivery: Delivery) -> WebhookSource | RequestSource:
     if delivery.route not in ROUTED:
         raise SystemExit(f"{delivery.path}: no signer for this route (known: {', '.join(ROUTED)})")
     return ROUTED[delivery.route]
@@ -42,7 +42,8 @@ def _signed(event: dict[str, Any], timestamp: int | None = None, secret: str | N
 def resign(event: dict[str, Any], timestamp: int | None = None, secret: str | None = None) -> dict[str, Any]:
     """The event with fresh signature headers, made with ``secret`` (default: the local secret, or its
     environment override)."""
-    return {**event, "headers": dict(_signed(event, timestamp, secret).headers)}
+    signed = _signed(event, timestamp, secret)
+    return {**event, "headers": dict(signed.headers), "rawQueryString": signed.raw_query}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,8 +148,9 @@ class Result:
 @dataclass
 class Reply:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any]  # the JSON answer ({} for a platform's own text answer: see ``text``)
     headers: dict[str, str]
+    text: str = ""  # the answer's body as sent
 
 
 class Invoker:
@@ -164,14 +165,20 @@ class Invoker:
         method: str = "POST",
         content_type: str = "application/json; charset=utf-8",
         query: str = "",
+        source_ip: str = "127.0.0.1",
     ) -> Reply:
         from postback_relay.handlers.http import lambda_handler
 
         all_headers = {"Content-Type": content_type, "User-Agent": "Stripe/1.0", **(headers or {})}
-        event = build_event(method, path, list(all_headers.items()), body, query, route_key=f"{method} {path}")
+        event = build_event(
+            method, path, list(all_headers.items()), body, query, route_key=f"{method} {path}", source_ip=source_ip
+        )
         result = lambda_handler(event, LocalContext())
-        text = result.get("body") or "{}"
-        return Reply(int(result["statusCode"]), json.loads(text), dict(result.get("headers") or {}))
+        text = result.get("body") or ""
+        response_headers = dict(result.get("headers") or {})
+        is_json = response_headers.get("Content-Type", "application/json").startswith("application/json")
+        answer = json.loads(text or "{}") if is_json else {}
+        return Reply(int(result["statusCode"]), answer, response_headers, text)
 
     def stripe(self, body: bytes, secret: str, timestamp: int | None = None) -> Reply:
         """POST ``body`` to /webhooks/stripe signed with ``secret``."""

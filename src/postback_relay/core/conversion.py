@@ -154,6 +154,7 @@ class ParseContext:
     click_id_metadata_key: str = "click_id"  # CLICK_ID_METADATA_KEY: where a platform's metadata keeps the click id
     account_currency: str = "USD"  # ACCOUNT_CURRENCY: a tracker postback's currency when it names none
     postback_approved_statuses: frozenset[str] = frozenset(DEFAULT_APPROVED_STATUSES)  # POSTBACK_APPROVED_STATUSES
+    verotel_shop_id: str | None = None  # VEROTEL_SHOP_ID: signed along when a Verotel postback omits shopID
 
     def click_id(self, raw: object) -> str | None:
         """``raw`` as a valid click id (stripped, case-folded), or None."""

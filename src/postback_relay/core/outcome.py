@@ -39,6 +39,12 @@ class Unauthorized(RelayError):
     code = "invalid_signature"
 
 
+class Forbidden(RelayError):
+    """From an address the route's allowlist does not hold (<PLATFORM>_ALLOWED_IPS): nothing changes."""
+
+    code = "address_not_allowed"
+
+
 class BadRequest(RelayError):
     """Signed but not the platform's event shape, or not decodable."""
 

@@ -15,8 +15,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postback_relay import web
+from postback_relay.core.inbound import InboundRequest
 from postback_relay.core.outcome import (
     BadRequest,
+    Forbidden,
     Outcome,
     PayloadTooLarge,
     RelayError,
@@ -29,7 +31,8 @@ from postback_relay.core.tenant import DEFAULT_TENANT, is_slug
 from postback_relay.handlers import telemetry
 from postback_relay.handlers.routing import APPLICATION_JSON, Response, Router
 from postback_relay.handlers.tracing import make_tracer
-from postback_relay.platforms import POSTBACK_SOURCE, SHARED, SOURCES
+from postback_relay.platforms import BILLERS, POSTBACK_SOURCE, SHARED, SOURCES
+from postback_relay.platforms.checks import RequestSource
 from postback_relay.runtime import get_runtime, load_settings
 
 logger = Logger()
@@ -41,6 +44,7 @@ app = Router()  # powertools' APIGatewayHttpResolver, minus its import and per-r
 # scanner cannot trip the 5xx alarms; an unavailable dependency a 503, so the sender delivers again.
 ERROR_STATUS: dict[type[RelayError], int] = {
     Unauthorized: 401,
+    Forbidden: 403,
     BadRequest: 400,
     PayloadTooLarge: 413,
     SourceNotConfigured: 404,
@@ -83,9 +87,24 @@ def tenant_webhook(tenant: str, source_name: str) -> Response[str]:
     return _webhook(tenant, source_name)
 
 
-def _webhook(tenant: str, source_name: str) -> Response[str]:
+@app.get("/webhooks/<source_name>")
+def biller_get(source_name: str) -> Response[str]:
+    """The billers that notify with a GET (Verotel; Segpay, whichever method it uses)."""
+    return _webhook(DEFAULT_TENANT, source_name, "GET")
+
+
+@app.get("/webhooks/<tenant>/<source_name>")
+def tenant_biller_get(tenant: str, source_name: str) -> Response[str]:
+    """A tenant's route of a biller that notifies with a GET."""
+    return _webhook(tenant, source_name, "GET")
+
+
+def _webhook(tenant: str, source_name: str, method: str = "POST") -> Response[str]:
     """Verify, record and forward a delivery to ``tenant``'s route of a platform."""
-    source = SOURCES.get(source_name)
+    biller = BILLERS.get(source_name)
+    if biller is not None and method in biller.methods:
+        return _biller(tenant, biller)
+    source = SOURCES.get(source_name) if method == "POST" else None
     if source is None:
         telemetry.publish(telemetry.refusal_metrics(telemetry.UNKNOWN_SOURCE, "unknown_source"))
         return _json(404, {"error": "unknown_source", "message": f"no webhook source named {source_name!r}"})
@@ -93,6 +112,27 @@ def _webhook(tenant: str, source_name: str) -> Response[str]:
     relay = get_runtime().tenants.serving(tenant, source_name)
     outcome = relay.handle(source, _raw_body(relay.settings.max_body_bytes), app.current_event.headers)
     return _answer(source.name, outcome, "webhook handled")
+
+
+def _biller(tenant: str, biller: RequestSource) -> Response[str]:
+    """A biller's notification, read whole (query, body, source address) and answered as the platform
+    expects: its own success text where it has one, a JSON error for a refusal."""
+    _serving(biller.name, tenant)
+    relay = get_runtime().tenants.serving(tenant, biller.name)
+    event = app.current_event
+    request = InboundRequest(
+        method=event.http_method.upper(),
+        raw_query=event.raw_query_string,
+        body=_raw_body(relay.settings.max_body_bytes),
+        headers=event.headers,
+        source_ip=event.source_ip,
+    )
+    outcome = relay.receive(biller, request)
+    answer = _answer(biller.name, outcome, "webhook handled")
+    text = relay.settings.success_text(biller)
+    if text is None or answer.status_code != 200:
+        return answer  # never the platform's success word before the event is durable (a 503 asks again)
+    return Response(200, content_type="text/plain; charset=utf-8", body=text)
 
 
 @app.get("/postback")

@@ -88,6 +88,11 @@ class HttpEvent:
         return str(self.raw_event["requestContext"]["http"]["method"])
 
     @property
+    def source_ip(self) -> str:
+        """The address API Gateway received the request from (never X-Forwarded-For, which anyone writes)."""
+        return str(self.raw_event.get("requestContext", {}).get("http", {}).get("sourceIp") or "")
+
+    @property
     def path(self) -> str:
         """The path, without the stage when the stage is not ``$default``."""
         raw = str(self.raw_event.get("rawPath", ""))

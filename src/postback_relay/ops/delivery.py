@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from postback_relay.platforms import route_name, sign
+from postback_relay.platforms import route_name, sign, sign_query
 
 # Headers the HTTP client sets itself for the body it sends; an event file's copies would contradict it.
 CLIENT_SET_HEADERS = ("host", "content-length")
@@ -81,7 +81,8 @@ class Delivery:
         """The request with fresh signature headers for its route, made with ``secret`` now unless
         ``timestamp`` is given; the other headers are kept."""
         fresh = sign(self.route, self.body, secret, timestamp)
-        return replace(self, headers={**self.headers, **{name.lower(): value for name, value in fresh.items()}})
+        headers = {**self.headers, **{name.lower(): value for name, value in fresh.items()}}
+        return replace(self, headers=headers, raw_query=sign_query(self.route, self.raw_query, secret))
 
     def post(self, base_url: str, timeout: float = 15) -> requests.Response:
         """Send the request (method, path and query, headers, exact body) to the relay at ``base_url``."""

@@ -21,11 +21,14 @@ from postback_relay.aws.queue import RetryQueue
 from postback_relay.aws.secrets import RelaySecrets, SecretStore
 from postback_relay.aws.store import ConversionStore, StoreUnavailable
 from postback_relay.core.conversion import Ignored, Link, Reversal
+from postback_relay.core.inbound import InboundRequest
 from postback_relay.core.outcome import BadRequest, Outcome, PayloadTooLarge, Unavailable
 from postback_relay.core.ratelimit import TokenBucket
 from postback_relay.core.tenant import DEFAULT_TENANT
 from postback_relay.networks.trafficstars import TrafficStarsClient
 from postback_relay.platforms.base import AnswersPings, MalformedEvent, SharedSource, WebhookSource
+from postback_relay.platforms.checks import RequestSource
+from postback_relay.relay.admission import admit
 from postback_relay.relay.recording import Recorder
 from postback_relay.relay.reversals import Reverser
 from postback_relay.relay.sending import Sender, tag_logs, tag_tenant
@@ -85,6 +88,20 @@ class Relay:
         secrets = self._verifier.verified(source, raw, headers)
         return self._process(source, parse_qsl(raw_query, keep_blank_values=True), secrets)
 
+    def receive(self, source: RequestSource, request: InboundRequest) -> Outcome:
+        """Process one biller notification: the platform set up (404 else), the source address allowed (403),
+        each declared check passed (401), the payload the platform's shape (400); then as any event."""
+        self._within_limit(request.body, "body")
+        self._within_limit(request.raw_query.encode("utf-8"), "query")
+        secrets = self._verifier.configured(source)
+        admit(source, request.source_ip, self.settings.allowed_ips.get(source.name))
+        secrets = self._verifier.checked(source, request, self._parse_context, secrets)
+        try:
+            payload = source.payload(request)
+        except MalformedEvent as exc:
+            raise BadRequest(str(exc)) from None
+        return self._process(source, payload, secrets)
+
     def handle_shared(
         self,
         source: SharedSource,
@@ -112,7 +129,7 @@ class Relay:
         if len(raw) > self.settings.max_body_bytes:
             raise PayloadTooLarge(f"{what} is larger than {self.settings.max_body_bytes} bytes")
 
-    def _process(self, source: WebhookSource, payload: Any, secrets: RelaySecrets) -> Outcome:
+    def _process(self, source: WebhookSource | RequestSource, payload: Any, secrets: RelaySecrets) -> Outcome:
         try:
             event = source.parse(payload, self._parse_context)
         except MalformedEvent as exc:

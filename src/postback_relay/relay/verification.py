@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from postback_relay.aws.secrets import RelaySecrets, SecretStore, SecretUnavailable
+from postback_relay.core.conversion import ParseContext
+from postback_relay.core.inbound import InboundRequest
 from postback_relay.core.outcome import SourceNotConfigured, Unauthorized, Unavailable
 from postback_relay.platforms.base import SignatureError, SignatureMismatch, WebhookSource
+from postback_relay.platforms.checks import Check, RequestSource
 
 
 class Verifier:
@@ -64,3 +67,52 @@ class Verifier:
         except SignatureError:
             return False
         return False  # unreachable: no secret, no match
+
+    def configured(self, source: RequestSource) -> RelaySecrets:
+        """The secret, once it holds the field of the biller's first check (refetched once when it does not:
+        the key may have been added since the cache was filled); SourceNotConfigured otherwise."""
+        secrets = self.current()
+        if secrets.signing_secrets(source.secret_field):
+            return secrets
+        refreshed = self._secrets.refresh()
+        if refreshed is None or not refreshed.signing_secrets(source.secret_field):
+            raise SourceNotConfigured(f"the secret has no {source.secret_field}: {source.name} is not set up")
+        return refreshed
+
+    def checked(
+        self, source: RequestSource, request: InboundRequest, context: ParseContext, secrets: RelaySecrets
+    ) -> RelaySecrets:
+        """The secret whose values pass each of the biller's declared checks, in order; Unauthorized at the
+        first that fails. An optional check (a digest salt) whose field is not set is skipped; a mismatch is
+        tried once more with the secret refetched, as a rotated signing secret is."""
+        for check in source.checks:
+            values = secrets.signing_secrets(check.field)
+            if not values:
+                if check.required:  # only the first check's field is known to be set (``configured``)
+                    raise SourceNotConfigured(f"the secret has no {check.field}: {source.name} is not set up")
+                continue
+            secrets = self._check(check, request, context, secrets, values)
+        return secrets
+
+    def _check(
+        self,
+        check: Check,
+        request: InboundRequest,
+        context: ParseContext,
+        secrets: RelaySecrets,
+        values: list[str],
+    ) -> RelaySecrets:
+        try:
+            check.verify(request, values, context)
+            return secrets
+        except SignatureMismatch as exc:
+            refreshed = self._secrets.refresh()
+            if refreshed is None or refreshed.signing_secrets(check.field) == values:
+                raise Unauthorized(str(exc)) from None
+        except SignatureError as exc:
+            raise Unauthorized(str(exc)) from None
+        try:
+            check.verify(request, refreshed.signing_secrets(check.field), context)
+        except SignatureError as exc:
+            raise Unauthorized(str(exc)) from None
+        return refreshed
