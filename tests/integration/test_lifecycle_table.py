@@ -17,14 +17,16 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import pytest
 
+from postback_relay.handlers.http import STATUS_HEADER
 from postback_relay.platforms import sign
+from postback_relay.platforms.verotel import VEROTEL
 from postback_relay.runtime import reset_runtime
 from postback_relay_dev.sandbox import Received, TrafficStarsSandbox
 from tests.support.aws import Aws
@@ -141,6 +143,22 @@ class Shop:
         headers = {**sign("lemonsqueezy", body, TEST_SOURCE_SECRETS["lemonsqueezy_webhook_secret"])}
         headers["X-Event-Name"] = event_name
         return self.invoke(body, headers, path="/webhooks/lemonsqueezy", content_type="application/json")
+
+    def ccbill(self, event_type: str, fields: dict[str, str]) -> Reply:
+        """POST as CCBill does: the event type in the query (with the URL's token), from CCBill's range."""
+        token = TEST_SOURCE_SECRETS["ccbill_webhook_token"]
+        query = f"token={token}&" + urlencode(
+            {"clientAccnum": "900000", "clientSubacc": "0000", "eventType": event_type}
+        )
+        body = json.dumps(fields).encode()
+        return self.invoke(body, path="/webhooks/ccbill", query=query, source_ip="64.38.212.5")
+
+    def verotel(self, params: dict[str, str]) -> Reply:
+        """GET as Verotel does: the parameters signed with the signature key; its `OK` read as the status."""
+        query = VEROTEL.sign_query(urlencode(params), TEST_SOURCE_SECRETS["verotel_signature_key"])
+        reply = self.invoke(b"", path="/webhooks/verotel", method="GET", query=query)
+        assert reply.status != 200 or reply.text == "OK", reply.text
+        return replace(reply, body={"status": reply.headers[STATUS_HEADER]})  # what the relay made of it
 
     def tracker(self, **params: str) -> Reply:
         query = urlencode({"click_id": CLICK_ID, **params})
@@ -1292,6 +1310,158 @@ class TestLemonSqueezy:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Trackers and CPA networks: the GET postback
+
+
+CC_SUBSCRIPTION = "0117240102000000049"
+
+
+def cc_sale(price: str = "18.00", subscription: str = CC_SUBSCRIPTION) -> dict[str, str]:
+    return {
+        "subscriptionId": subscription,
+        "transactionId": subscription,
+        "billedInitialPrice": price,
+        "billedCurrency": "USD",
+        "accountingInitialPrice": price,
+        "accountingCurrency": "USD",
+        "X-click_id": CLICK_ID,
+    }
+
+
+def cc_renewal(transaction: str = "0117240102000000077") -> dict[str, str]:
+    return {
+        "subscriptionId": CC_SUBSCRIPTION,
+        "transactionId": transaction,
+        "billedAmount": "18.00",
+        "billedCurrency": "USD",
+    }
+
+
+def cc_reversal(transaction: str = CC_SUBSCRIPTION) -> dict[str, str]:
+    return {"subscriptionId": CC_SUBSCRIPTION, "transactionId": transaction, "amount": "18.00", "currency": "USD"}
+
+
+def cc_pk(transaction: str = CC_SUBSCRIPTION) -> str:
+    return f"ccbill#{transaction}"
+
+
+class TestCCBill:
+    @row("CCBill", "first purchase", "purchase")
+    def test_a_new_sale_is_a_purchase_sent_once(self, shop: Shop) -> None:
+        answered(shop.ccbill("NewSaleSuccess", cc_sale()), "sent")
+        answered(shop.ccbill("NewSaleSuccess", cc_sale()), "duplicate")
+        answered(shop.ccbill("UpSaleSuccess", cc_sale(subscription="0117240102000000088")), "sent")
+        assert_sent(shop, cc_pk(), "purchase", "18.00", get=0)
+        assert_sent(shop, cc_pk("0117240102000000088"), "purchase", "18.00", get=1)
+
+    @row("CCBill", "trial start", "ignored")
+    def test_a_free_trial_is_ignored(self, shop: Shop) -> None:
+        answered(shop.ccbill("NewSaleSuccess", cc_sale(price="0.00")), "ignored")
+        assert_nothing_stored_or_sent(shop)
+
+    @row("CCBill", "first payment after a trial", "purchase")
+    def test_the_first_renewal_after_a_free_trial_is_the_purchase(self, shop: Shop) -> None:
+        answered(shop.ccbill("NewSaleSuccess", cc_sale(price="0.00")), "ignored")
+        answered(shop.ccbill("RenewalSuccess", cc_renewal()), "sent")
+        assert_sent(shop, cc_pk("0117240102000000077"), "purchase", "18.00")
+
+    @row("CCBill", "renewal", "renewal")
+    def test_a_renewal_is_a_renewal_with_the_sales_click_id(self, shop: Shop) -> None:
+        answered(shop.ccbill("NewSaleSuccess", cc_sale()), "sent")
+        answered(shop.ccbill("RenewalSuccess", cc_renewal()), "sent")
+        assert_sent(shop, cc_pk("0117240102000000077"), "renewal", "18.00", get=1)
+
+    @row("CCBill", "upgrade or proration", "ignored")
+    @row("CCBill", "declined payment", "ignored")
+    @row("CCBill", "cancellation", "ignored")
+    @pytest.mark.parametrize(
+        "event_type", ["UpgradeSuccess", "NewSaleFailure", "RenewalFailure", "Cancellation", "Expiration"]
+    )
+    def test_upgrades_declines_and_cancellations_are_ignored(self, shop: Shop, event_type: str) -> None:
+        answered(shop.ccbill(event_type, cc_sale()), "ignored")
+        assert_nothing_stored_or_sent(shop)
+
+    @row("CCBill", "full refund", "refunded")
+    def test_a_refund_marks_the_sale(self, shop: Shop) -> None:
+        answered(shop.ccbill("NewSaleSuccess", cc_sale()), "sent")
+        answered(shop.ccbill("Refund", cc_reversal()), "refunded")
+        assert_reversed(shop, cc_pk(), "refunded", "refunded", "18.00")
+
+    @row("CCBill", "dispute/chargeback", "charged_back")
+    @pytest.mark.parametrize("event_type", ["Chargeback", "Return"])
+    def test_a_chargeback_or_return_marks_the_sale(self, shop: Shop, event_type: str) -> None:
+        answered(shop.ccbill("NewSaleSuccess", cc_sale()), "sent")
+        answered(shop.ccbill(event_type, cc_reversal()), "charged_back")
+        assert_reversed(shop, cc_pk(), "charged_back", "charged_back", "18.00", "opened")
+        assert len(shop.gets) == 1
+
+    @row("CCBill", "void", "cancelled")
+    def test_a_void_marks_the_renewal_it_names(self, shop: Shop) -> None:
+        answered(shop.ccbill("NewSaleSuccess", cc_sale()), "sent")
+        answered(shop.ccbill("RenewalSuccess", cc_renewal()), "sent")
+        answered(shop.ccbill("Void", cc_reversal("0117240102000000077")), "cancelled")
+        assert_reversed(shop, cc_pk("0117240102000000077"), "cancelled", "cancelled", "18.00")
+        assert shop.record(cc_pk())["status"] == "sent"
+
+
+VT_SALE = "456789"
+
+
+def vt_payment(event: str, transaction: str, price: str = "12.31", **extra: str) -> dict[str, str]:
+    params = {"saleID": VT_SALE, "transactionID": transaction, "priceAmount": price, "priceCurrency": "USD"}
+    if event:
+        params["event"] = event
+    return {**params, **extra}
+
+
+def vt_pk(transaction: str = "99999991") -> str:
+    return f"verotel#{transaction}"
+
+
+class TestVerotel:
+    @row("Verotel", "first purchase", "purchase")
+    @pytest.mark.parametrize("event", ["", "initial"])
+    def test_a_purchase_or_first_payment_is_a_purchase_sent_once(self, shop: Shop, event: str) -> None:
+        answered(shop.verotel(vt_payment(event, "99999991", custom1=CLICK_ID)), "sent")
+        answered(shop.verotel(vt_payment(event, "99999991", custom1=CLICK_ID)), "duplicate")
+        assert_sent(shop, vt_pk(), "purchase", "12.31")
+        assert len(shop.gets) == 1
+
+    @row("Verotel", "trial start", "ignored")
+    def test_a_free_initial_is_ignored(self, shop: Shop) -> None:
+        answered(shop.verotel(vt_payment("initial", "99999991", price="0.00", custom1=CLICK_ID)), "ignored")
+        assert_nothing_stored_or_sent(shop)
+
+    @row("Verotel", "first payment after a trial", "purchase")
+    def test_the_first_rebill_after_a_free_trial_is_the_purchase(self, shop: Shop) -> None:
+        shop.verotel(vt_payment("initial", "99999991", price="0.00", custom1=CLICK_ID))
+        answered(shop.verotel(vt_payment("rebill", "99999992")), "sent")
+        assert_sent(shop, vt_pk("99999992"), "purchase", "12.31")
+
+    @row("Verotel", "renewal", "renewal")
+    def test_a_rebill_is_a_renewal_with_the_first_payments_click_id(self, shop: Shop) -> None:
+        shop.verotel(vt_payment("initial", "99999991", custom1=CLICK_ID))
+        answered(shop.verotel(vt_payment("rebill", "99999992")), "sent")
+        assert_sent(shop, vt_pk("99999992"), "renewal", "12.31", get=1)
+
+    @row("Verotel", "upgrade or proration", "ignored")
+    @row("Verotel", "cancellation", "ignored")
+    @pytest.mark.parametrize("event", ["upgrade", "downgrade", "extend", "cancel", "expiry"])
+    def test_upgrades_and_cancellations_are_ignored(self, shop: Shop, event: str) -> None:
+        answered(shop.verotel(vt_payment(event, "99999993", custom1=CLICK_ID)), "ignored")
+        assert_nothing_stored_or_sent(shop)
+
+    @row("Verotel", "full refund", "refunded")
+    def test_a_credit_marks_the_payment(self, shop: Shop) -> None:
+        shop.verotel(vt_payment("initial", "99999991", custom1=CLICK_ID))
+        answered(shop.verotel({"event": "credit", "saleID": VT_SALE, "transactionID": "99999991"}), "refunded")
+        assert_reversed(shop, vt_pk(), "refunded", "refunded")
+
+    @row("Verotel", "dispute/chargeback", "charged_back")
+    def test_a_chargeback_marks_the_payment(self, shop: Shop) -> None:
+        shop.verotel(vt_payment("initial", "99999991", custom1=CLICK_ID))
+        answered(shop.verotel({"event": "chargeback", "saleID": VT_SALE, "transactionID": "99999991"}), "charged_back")
+        assert_reversed(shop, vt_pk(), "charged_back", "charged_back", dispute="opened")
+        assert len(shop.gets) == 1
 
 
 class TestTracker:

@@ -52,6 +52,10 @@ ERROR_STATUS: dict[type[RelayError], int] = {
     Unavailable: 503,
 }
 
+# The outcome's status beside a platform's own text answer (Verotel's `OK`), for the operator and the tests: the
+# platform reads only the body.
+STATUS_HEADER = "X-Postback-Relay-Status"
+
 load_settings()  # fail at start, naming the setting, rather than on the first webhook
 
 
@@ -132,7 +136,7 @@ def _biller(tenant: str, biller: RequestSource) -> Response[str]:
     text = relay.settings.success_text(biller)
     if text is None or answer.status_code != 200:
         return answer  # never the platform's success word before the event is durable (a 503 asks again)
-    return Response(200, content_type="text/plain; charset=utf-8", body=text)
+    return Response(200, "text/plain; charset=utf-8", text, {STATUS_HEADER: outcome.status})
 
 
 @app.get("/postback")

@@ -15,6 +15,7 @@ from postback_relay.platforms.paddle import PADDLE, PADDLE_SANDBOX
 from postback_relay.platforms.shopify import SHOPIFY, SHOPIFY_APP
 from postback_relay.platforms.stripe import STRIPE, STRIPE_CONNECT
 from postback_relay.platforms.tracker import TRACKER
+from postback_relay.platforms.verotel import VEROTEL
 from postback_relay.platforms.woocommerce import WOOCOMMERCE
 
 # POST /webhooks/<name>: the platforms that push signed webhooks.
@@ -23,7 +24,7 @@ SOURCES: dict[str, WebhookSource] = {
 }
 # GET or POST /webhooks/<name>: the billers, read from the whole request and authenticated by declared checks
 # (a URL token, a source-IP allowlist, a parameter signature or digest) instead of one body signature.
-BILLERS: dict[str, RequestSource] = {source.name: source for source in (CCBILL,)}
+BILLERS: dict[str, RequestSource] = {source.name: source for source in (CCBILL, VEROTEL)}
 # GET /postback: trackers' and networks' S2S postbacks, read from the query string.
 POSTBACK_SOURCE: WebhookSource = TRACKER
 # POST /webhooks/<route>: endpoints several tenants share under one platform-wide secret (core/tenant.py).

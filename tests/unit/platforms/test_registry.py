@@ -14,19 +14,30 @@ import pytest
 
 import postback_relay
 from postback_relay.core.conversion import ParseContext
+from postback_relay.core.inbound import InboundRequest
 from postback_relay.networks.trafficstars import CLICK_ID_PATTERN
-from postback_relay.platforms import ROUTED, WebhookSource, route_name, sign
+from postback_relay.platforms import (
+    BILLERS,
+    POSTBACK_SOURCE,
+    ROUTED,
+    SOURCES,
+    WebhookSource,
+    route_name,
+    sign,
+    sign_query,
+)
 from postback_relay.platforms.base import SignatureMismatch
 from postback_relay.settings import Settings
 from postback_relay_dev import defaults
 from tests.support.constants import TEST_SOURCE_SECRETS, TEST_STRIPE_SECRET
 
 BODY = b'{"id": "evt_registry", "type": "checkout.session.completed"}'
+WEBHOOK_SOURCES: dict[str, WebhookSource] = {**SOURCES, "postback": POSTBACK_SOURCE}
 
 
-@pytest.mark.parametrize("route", list(ROUTED))
+@pytest.mark.parametrize("route", [route for route in ROUTED if route not in BILLERS])
 def test_what_a_source_signs_its_verify_accepts_and_another_secret_does_not(route: str) -> None:
-    source: WebhookSource = ROUTED[route]
+    source = WEBHOOK_SOURCES[route]
     now = int(time.time())
     headers = {name.lower(): value for name, value in sign(route, BODY, "s3cret", now).items()}
     source.verify(BODY, headers, ["s3cret"], now, 300)
@@ -34,11 +45,23 @@ def test_what_a_source_signs_its_verify_accepts_and_another_secret_does_not(rout
         source.verify(BODY, headers, ["another"], now, 300)
 
 
-def test_only_the_trackers_signature_carries_its_secret() -> None:
+@pytest.mark.parametrize("route", list(BILLERS))
+def test_what_a_biller_signs_its_first_check_accepts_and_another_secret_does_not(route: str) -> None:
+    biller = BILLERS[route]
+    first = biller.checks[0]
+    assert first.field == biller.secret_field and first.required
+    signed = InboundRequest("POST", sign_query(route, "eventType=Test", "s3cret"), b"", {})
+    first.verify(signed, ["s3cret"], ParseContext(CLICK_ID_PATTERN))
+    with pytest.raises(SignatureMismatch):
+        first.verify(signed, ["another"], ParseContext(CLICK_ID_PATTERN))
+
+
+def test_only_the_url_tokens_carry_their_secret() -> None:
     carriers = [route for route, source in ROUTED.items() if source.signature_carries_secret]
-    assert carriers == ["postback"]
+    assert carriers == ["ccbill", "postback"]
     assert "t0ken" in sign("postback", b"", "t0ken").values()
     assert all("s3cret" not in sign(route, BODY, "s3cret").values() for route in ROUTED if route not in carriers)
+    assert "token=t0ken" in sign_query("ccbill", "eventType=NewSaleSuccess", "t0ken")
 
 
 def test_the_local_secret_holds_the_key_and_every_platforms_demo_secret(monkeypatch: pytest.MonkeyPatch) -> None:
