@@ -13,6 +13,7 @@ from postback_relay.platforms.checks import RequestSource
 from postback_relay.platforms.epoch import EPOCH
 from postback_relay.platforms.lemonsqueezy import LEMONSQUEEZY
 from postback_relay.platforms.paddle import PADDLE, PADDLE_SANDBOX
+from postback_relay.platforms.segpay import SEGPAY
 from postback_relay.platforms.shopify import SHOPIFY, SHOPIFY_APP
 from postback_relay.platforms.stripe import STRIPE, STRIPE_CONNECT
 from postback_relay.platforms.tracker import TRACKER
@@ -25,7 +26,7 @@ SOURCES: dict[str, WebhookSource] = {
 }
 # GET or POST /webhooks/<name>: the billers, read from the whole request and authenticated by declared checks
 # (a URL token, a source-IP allowlist, a parameter signature or digest) instead of one body signature.
-BILLERS: dict[str, RequestSource] = {source.name: source for source in (CCBILL, VEROTEL, EPOCH)}
+BILLERS: dict[str, RequestSource] = {source.name: source for source in (CCBILL, VEROTEL, SEGPAY, EPOCH)}
 # GET /postback: trackers' and networks' S2S postbacks, read from the query string.
 POSTBACK_SOURCE: WebhookSource = TRACKER
 # POST /webhooks/<route>: endpoints several tenants share under one platform-wide secret (core/tenant.py).
