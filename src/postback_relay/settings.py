@@ -104,6 +104,14 @@ def _allowlist(environ: Mapping[str, str], name: str, default: str) -> tuple[Net
     return tuple(networks)
 
 
+def _expected_text(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A platform's expected success text: one printable line (it is the whole body of the answer)."""
+    value = environ.get(name, default).strip() or default
+    if not value.isprintable() or len(value) > 100:
+        raise SettingsError(f"{name} must be one line of at most 100 printable characters")
+    return value
+
+
 def _biller_variables() -> tuple[Variable, ...]:
     """Each biller's allowlist (`<PLATFORM>_ALLOWED_IPS`, its published ranges by default)."""
     return tuple(
@@ -177,6 +185,14 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RETRY_MAX_DELAY_SECONDS", "retry_policy.max_delay_seconds", seconds(0.01), "3600"),
     Variable("SWEEP_GRACE_SECONDS", "sweep_grace_seconds", whole(0), "60"),
     *_biller_variables(),
+    Variable(
+        "SEGPAY_EXPECTED_RESPONSE",
+        "segpay_expected_response",
+        _expected_text,
+        "OK",
+        "SegpayExpectedResponse",
+        per_tenant=True,
+    ),
     Variable("VEROTEL_SHOP_ID", "verotel_shop_id", optional_reader, "", "VerotelShopId", per_tenant=True),
 )
 # Every variable the relay reads, its own and its network's: what the template and the README are checked against.
@@ -216,6 +232,7 @@ class Settings:
     postback_approved_statuses: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_APPROVED_STATUSES))
     # each biller's source-IP allowlist (<PLATFORM>_ALLOWED_IPS): None when turned off (`any`)
     allowed_ips: Mapping[str, tuple[Network, ...] | None] = field(default_factory=lambda: _default_allowlists())
+    segpay_expected_response: str = "OK"  # the Expected Response text configured for the Segpay postback
     verotel_shop_id: str | None = None  # added to the signed parameters when a Verotel postback lacks shopID
 
     @property
@@ -230,7 +247,10 @@ class Settings:
         )
 
     def success_text(self, source: RequestSource) -> str | None:
-        """The body ``source``'s platform expects on success (Verotel's `OK`); None where the JSON answer does."""
+        """The body ``source``'s platform expects on success: Segpay's configured Expected Response, or the
+        platform's fixed word (Verotel's `OK`); None where the JSON answer does."""
+        if source.name == "segpay":
+            return self.segpay_expected_response
         return source.success_text
 
     @property

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities import parameters
 import postback_relay
 from postback_relay.aws.queue import RetryQueue
 from postback_relay.ops import checks, cli
+from postback_relay.platforms import ROUTED
 from postback_relay.runtime import reset_runtime
 from postback_relay_dev import defaults
 from postback_relay_dev.front import LocalApi
@@ -547,7 +548,7 @@ class TestCheckLocal:
         assert result.out.splitlines()[-1] == "all good"
         document = run(capsys, "--local", "--json", "check").json()  # the options before the command work too
         levels = {c["name"]: c["level"] for c in document["checks"]}
-        routes = ["stripe", "shopify", "woocommerce", "paddle", "paddle-sandbox", "lemonsqueezy", "postback"]
+        routes = list(ROUTED)
         assert levels == {
             "secret": "OK",
             **{f"source {name}": "OK" for name in routes},
@@ -570,7 +571,7 @@ class TestCheckLocal:
         assert "  WARN  source shopify         shopify_webhook_secret is not in the secret" in result.out
         assert "fix: if you use shopify, add shopify_webhook_secret" in result.out
         assert "WARN  source postback        postback_token is not in the secret" in result.out
-        assert result.out.splitlines()[-1] == "6 to look at (warnings only)"
+        assert result.out.splitlines()[-1] == f"{len(ROUTED) - 1} to look at (warnings only)"  # all but stripe
 
     def test_conversions_in_the_dead_letter_queue_warn_with_the_replay_command(
         self, local_run: LocalRun, aws: Aws, capsys: pytest.CaptureFixture[str]
@@ -812,7 +813,7 @@ class TestTargets:
         assert (target.table_name, target.secret_id, target.sources) == (
             defaults.TABLE_NAME,
             defaults.SECRET_ID,
-            ("stripe", "shopify", "woocommerce", "paddle", "paddle-sandbox", "lemonsqueezy", "postback"),
+            tuple(ROUTED),
         )
 
     def test_the_default_stack_name_comes_from_samconfig(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

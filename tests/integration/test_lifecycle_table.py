@@ -160,6 +160,24 @@ class Shop:
         assert reply.status != 200 or reply.text == "OK", reply.text
         return replace(reply, body={"status": reply.headers[STATUS_HEADER]})  # what the relay made of it
 
+    def segpay(self, **params: str) -> Reply:
+        """A TransPost GET from an allowed address (Segpay publishes none: the test allows one), its text read."""
+        self.configure(SEGPAY_ALLOWED_IPS="198.51.100.0/24")
+        token = TEST_SOURCE_SECRETS["segpay_webhook_token"]
+        query = f"token={token}&" + urlencode(params)
+        reply = self.invoke(b"", path="/webhooks/segpay", method="GET", query=query, source_ip="198.51.100.20")
+        assert reply.status != 200 or reply.text == "OK", reply.text
+        return replace(reply, body={"status": reply.headers[STATUS_HEADER]})
+
+    def epoch(self, **params: str) -> Reply:
+        """A form POST as Epoch sends its approval postback and DataPlus, with the URL's token."""
+        token = TEST_SOURCE_SECRETS["epoch_webhook_token"]
+        form = "application/x-www-form-urlencoded"
+        body = urlencode(params).encode()
+        return self.invoke(
+            body, path="/webhooks/epoch", query=f"token={token}", content_type=form, source_ip="208.236.105.10"
+        )
+
     def tracker(self, **params: str) -> Reply:
         query = urlencode({"click_id": CLICK_ID, **params})
         headers = sign("postback", query.encode(), TEST_SOURCE_SECRETS["postback_token"])
@@ -1461,6 +1479,129 @@ class TestVerotel:
         shop.verotel(vt_payment("initial", "99999991", custom1=CLICK_ID))
         answered(shop.verotel({"event": "chargeback", "saleID": VT_SALE, "transactionID": "99999991"}), "charged_back")
         assert_reversed(shop, vt_pk(), "charged_back", "charged_back", dispute="opened")
+        assert len(shop.gets) == 1
+
+
+def sp(stage: str, tranid: str, **extra: str) -> dict[str, str]:
+    params = {
+        "action": "Auth",
+        "stage": stage,
+        "approved": "Yes",
+        "trantype": "Sale",
+        "purchaseid": "12345678",
+        "tranid": tranid,
+        "relatedtranid": "",
+        "price": "29.95",
+        "currencycode": "USD",
+    }
+    return {**params, **extra}
+
+
+class TestSegpay:
+    @row("Segpay", "first purchase", "purchase")
+    def test_an_approved_initial_is_a_purchase_sent_once(self, shop: Shop) -> None:
+        answered(shop.segpay(**sp("Initial", "987654321", click_id=CLICK_ID)), "sent")
+        answered(shop.segpay(**sp("Initial", "987654321", click_id=CLICK_ID)), "duplicate")
+        assert_sent(shop, "segpay#987654321", "purchase", "29.95")
+        assert len(shop.gets) == 1
+
+    @row("Segpay", "first payment after a trial", "purchase")
+    def test_the_first_paid_conversion_after_a_free_trial_is_the_purchase(self, shop: Shop) -> None:
+        answered(shop.segpay(**sp("Initial", "987654321", price="0.00", click_id=CLICK_ID)), "ignored")
+        answered(shop.segpay(**sp("Conversion", "987654322")), "sent")
+        assert_sent(shop, "segpay#987654322", "purchase", "29.95")
+
+    @row("Segpay", "renewal", "renewal")
+    @pytest.mark.parametrize("stage", ["Rebill", "Conversion", "Instantconversion"])
+    def test_a_rebill_is_a_renewal_with_the_purchases_click_id(self, shop: Shop, stage: str) -> None:
+        shop.segpay(**sp("Initial", "987654321", click_id=CLICK_ID))
+        answered(shop.segpay(**sp(stage, "987654322")), "sent")
+        assert_sent(shop, "segpay#987654322", "renewal", "29.95", get=1)
+
+    @row("Segpay", "declined payment", "ignored")
+    def test_a_declined_postback_is_ignored(self, shop: Shop) -> None:
+        answered(shop.segpay(**sp("Initial", "987654321", approved="No", click_id=CLICK_ID)), "ignored")
+        assert_nothing_stored_or_sent(shop)
+
+    @row("Segpay", "full refund", "refunded")
+    @row("Segpay", "dispute/chargeback", "charged_back")
+    @row("Segpay", "void", "cancelled")
+    @pytest.mark.parametrize(
+        ("fields", "kind"),
+        [
+            ({"trantype": "Credit"}, "refunded"),
+            ({"trantype": "Chargeback"}, "charged_back"),
+            ({"action": "Void"}, "cancelled"),
+        ],
+    )
+    def test_a_credit_chargeback_or_void_marks_the_transaction_it_names(
+        self, shop: Shop, fields: dict[str, str], kind: str
+    ) -> None:
+        shop.segpay(**sp("Initial", "987654321", click_id=CLICK_ID))
+        answered(shop.segpay(**sp("Initial", "987654399", relatedtranid="987654321", **fields)), kind)
+        record = shop.record("segpay#987654321")
+        assert (record["status"], record["reversal_kind"]) == (kind, kind)
+        assert len(shop.gets) == 1
+
+
+def ep_approval(ans: str = "Y123456", **extra: str) -> dict[str, str]:
+    params = {
+        "ans": ans,
+        "order_id": "123456789",
+        "member_id": "987654",
+        "transaction_id": "1122334455",
+        "pi_code": "abc123pi",
+        "amount": "29.95",
+        "currency": "USD",
+        "x_click_id": CLICK_ID,
+    }
+    return {**params, **extra}
+
+
+def ep_dataplus(kind: str, transaction: str = "1122334499", **extra: str) -> dict[str, str]:
+    params = {
+        "ets_transaction_id": transaction,
+        "ets_member_idx": "987654",
+        "ets_transaction_type": kind,
+        "ets_transaction_amount": "29.95",
+        "ets_ref_trans_ids": "1122334455",
+    }
+    return {**params, **extra}
+
+
+class TestEpoch:
+    @row("Epoch", "first purchase", "purchase")
+    def test_an_approval_is_a_purchase_sent_once(self, shop: Shop) -> None:
+        answered(shop.epoch(**ep_approval()), "sent")
+        answered(shop.epoch(**ep_approval()), "duplicate")
+        assert_sent(shop, "epoch#1122334455", "purchase", "29.95")
+        assert len(shop.gets) == 1
+
+    @row("Epoch", "test transaction", "test_mode")
+    def test_a_test_approval_is_recorded_not_sent(self, shop: Shop) -> None:
+        answered(shop.epoch(**ep_approval("YGOODTEST")), "test_mode")
+        assert shop.record("epoch#1122334455")["status"] == "test_mode" and shop.gets == []
+
+    @row("Epoch", "declined payment", "ignored")
+    @row("Epoch", "trial start", "ignored")
+    def test_a_decline_and_a_free_trial_are_ignored(self, shop: Shop) -> None:
+        answered(shop.epoch(**ep_approval("NDECLINED")), "ignored")
+        answered(shop.epoch(**ep_dataplus("F")), "ignored")
+        assert_nothing_stored_or_sent(shop)
+
+    @row("Epoch", "renewal", "renewal")
+    def test_a_dataplus_rebill_is_a_renewal_with_the_approvals_click_id(self, shop: Shop) -> None:
+        shop.epoch(**ep_approval())
+        answered(shop.epoch(**ep_dataplus("N")), "sent")
+        assert_sent(shop, "epoch#1122334499", "renewal", "29.95", get=1)
+
+    @row("Epoch", "full refund", "refunded")
+    @row("Epoch", "dispute/chargeback", "charged_back")
+    @pytest.mark.parametrize(("kind", "status"), [("C", "refunded"), ("D", "charged_back"), ("X", "charged_back")])
+    def test_credits_and_chargebacks_mark_the_approval(self, shop: Shop, kind: str, status: str) -> None:
+        shop.epoch(**ep_approval())
+        answered(shop.epoch(**ep_dataplus(kind, "1122334500")), status)
+        assert shop.record("epoch#1122334455")["status"] == status
         assert len(shop.gets) == 1
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from postback_relay.platforms import SOURCES
+from postback_relay.platforms import BILLERS, SOURCES
 from postback_relay_dev.apigw import build_event, is_text
 from postback_relay_dev.front import LocalApi
 from postback_relay_dev.sandbox import TrafficStarsSandbox
@@ -33,8 +33,13 @@ def api(relay_env: pytest.MonkeyPatch) -> Iterator[LocalApi]:
 def test_routes_come_from_the_template_one_per_source() -> None:
     routes = {(r.method, r.path) for r in http_routes(load_template())}
     webhooks = {("POST", f"/webhooks/{name}") for name in SOURCES}
-    tenants = {("POST", "/webhooks/{tenant}/{platform}"), ("GET", "/postback/{tenant}")}
-    assert routes == webhooks | tenants | {("GET", "/postback"), ("GET", "/health"), ("GET", "/click.js")}
+    billers = {(method, f"/webhooks/{name}") for name, biller in BILLERS.items() for method in biller.methods}
+    tenants = {
+        ("POST", "/webhooks/{tenant}/{platform}"),
+        ("GET", "/webhooks/{tenant}/{platform}"),
+        ("GET", "/postback/{tenant}"),
+    }
+    assert routes == webhooks | billers | tenants | {("GET", "/postback"), ("GET", "/health"), ("GET", "/click.js")}
     assert {r.handler for r in http_routes(load_template())} == {"postback_relay.handlers.http.lambda_handler"}
 
 
