@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from postback_relay.core.backoff import RetryPolicy
 from postback_relay.core.conversion import DEFAULT_APPROVED_STATUSES, REVERSAL_STATUSES, ParseContext
+from postback_relay.core.forwarding import Address, ForwardFailure, is_public
 from postback_relay.core.lifecycle import LifecyclePolicy, UpgradePolicy
 from postback_relay.core.money import ValuePolicy
 from postback_relay.env import (
@@ -29,6 +31,7 @@ from postback_relay.env import (
     currency_reader,
     decimal,
     flag_reader,
+    is_loopback,
     optional_reader,
     read_variables,
     seconds,
@@ -37,7 +40,7 @@ from postback_relay.env import (
 )
 from postback_relay.networks import trafficstars
 from postback_relay.networks.trafficstars import TrafficStarsSettings
-from postback_relay.platforms import BILLERS
+from postback_relay.platforms import BILLERS, ROUTED
 from postback_relay.platforms.checks import RequestSource
 
 __all__ = ["ALL_VARIABLES", "TENANT_VARIABLES", "VARIABLES", "Settings", "SettingsError"]
@@ -127,6 +130,41 @@ def _biller_variables() -> tuple[Variable, ...]:
     )
 
 
+def _as_given(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A URL as set: from_env and for_tenant check it with checked_forward_url, which needs LOCAL_MODE as well."""
+    return environ.get(name, default)
+
+
+MAX_FORWARD_TIMEOUT_SECONDS = 8.0  # the webhook function's timeout is 10 s; the forward runs beside the processing
+
+
+def _forward_timeout(environ: Mapping[str, str], name: str, default: str) -> float:
+    timeout = float(seconds(0.5)(environ, name, default))
+    if timeout > MAX_FORWARD_TIMEOUT_SECONDS:
+        raise SettingsError(f"{name} must be at most {MAX_FORWARD_TIMEOUT_SECONDS:g} (the function's timeout is 10 s)")
+    return timeout
+
+
+def _forward_variables() -> tuple[Variable, ...]:
+    """Each routed source's forward target (`<PLATFORM>_FORWARD_URL`, README "Forward mode"), unset by default."""
+    return tuple(
+        Variable(
+            forward_variable(route),
+            f"forward_urls.{route}",
+            _as_given,
+            "",
+            "".join(part.capitalize() for part in route.split("-")) + "ForwardUrl",
+            per_tenant=True,
+        )
+        for route in ROUTED
+    )
+
+
+def forward_variable(route: str) -> str:
+    """The name of a route's forward-target setting: VEROTEL_FORWARD_URL, PADDLE_SANDBOX_FORWARD_URL."""
+    return f"{route.upper().replace('-', '_')}_FORWARD_URL"
+
+
 VARIABLES: tuple[Variable, ...] = (
     Variable("SECRET_ID", "secret_id", text_reader, "", "SecretArn"),
     Variable("TABLE_NAME", "table_name", text_reader, ""),
@@ -194,6 +232,16 @@ VARIABLES: tuple[Variable, ...] = (
         per_tenant=True,
     ),
     Variable("VEROTEL_SHOP_ID", "verotel_shop_id", optional_reader, "", "VerotelShopId", per_tenant=True),
+    *_forward_variables(),
+    Variable("FORWARD_TIMEOUT_SECONDS", "forward_timeout_seconds", _forward_timeout, "5", "ForwardTimeoutSeconds"),
+    Variable(
+        "FORWARD_ON_FAILURE",
+        "forward_on_failure",
+        choice("pass", "answer"),
+        "pass",
+        "ForwardOnFailure",
+        per_tenant=True,
+    ),
 )
 # Every variable the relay reads, its own and its network's: what the template and the README are checked against.
 ALL_VARIABLES: tuple[Variable, ...] = VARIABLES + trafficstars.VARIABLES
@@ -234,6 +282,10 @@ class Settings:
     allowed_ips: Mapping[str, tuple[Network, ...] | None] = field(default_factory=lambda: _default_allowlists())
     segpay_expected_response: str = "OK"  # the Expected Response text configured for the Segpay postback
     verotel_shop_id: str | None = None  # added to the signed parameters when a Verotel postback lacks shopID
+    # each routed source's merchant endpoint in forward mode (<PLATFORM>_FORWARD_URL): None when not forwarded
+    forward_urls: Mapping[str, str | None] = field(default_factory=lambda: dict.fromkeys(ROUTED))
+    forward_timeout_seconds: float = 5.0  # how long the merchant's endpoint may take to answer a forward
+    forward_on_failure: ForwardFailure = "pass"  # merchant down: pass its failure on, or answer the relay's answer
 
     @property
     def parse_context(self) -> ParseContext:
@@ -266,6 +318,7 @@ class Settings:
         values["retry_policy"] = RetryPolicy(**values["retry_policy"])
         values["value_policy"] = _value_policy(values["value_policy"], environ)
         values["trafficstars"] = TrafficStarsSettings.from_env(environ, values["local_mode"])
+        values["forward_urls"] = _forward_urls(values["forward_urls"], values["local_mode"])
         return cls(**values)
 
     def for_tenant(self, overrides: Mapping[str, str]) -> Settings:
@@ -282,6 +335,7 @@ class Settings:
         own = tuple(variable for variable in VARIABLES if variable.per_tenant)
         values = read_variables(own, overrides)
         values["value_policy"] = _value_policy(values["value_policy"], overrides)
+        values["forward_urls"] = _forward_urls(values["forward_urls"], self.local_mode)
         network = TrafficStarsSettings.from_env(overrides, self.local_mode)
         values["trafficstars"] = replace(
             network,
@@ -289,6 +343,43 @@ class Settings:
             read_timeout_seconds=self.trafficstars.read_timeout_seconds,
         )
         return replace(self, **values)
+
+
+def _forward_urls(raw: Mapping[str, str], local_mode: bool) -> dict[str, str | None]:
+    """Each route's forward target, checked now that LOCAL_MODE is known."""
+    return {route: _checked_forward_url(url, forward_variable(route), local_mode) for route, url in raw.items()}
+
+
+def _checked_forward_url(raw: str, name: str, local_mode: bool) -> str | None:
+    """A `<PLATFORM>_FORWARD_URL` as set, once it can be forwarded to: None when unset; https (an http:// URL only
+    for a loopback host with LOCAL_MODE=true); no credentials or fragment; a literal address only when public
+    (or in the local run). A host name is checked again, address by address, on every forward. Raises
+    SettingsError naming the variable."""
+    url = raw.strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if not parts.hostname or parts.fragment or "@" in parts.netloc:
+        raise SettingsError(f"{name} must be a URL such as https://members.example.com/verotel.php (no user or #)")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        raise SettingsError(f"{name} has an invalid port: {url!r}") from None
+    if parts.scheme == "http" and not (local_mode and is_loopback(parts.hostname)):
+        raise SettingsError(f"{name} must use https (http:// only for a loopback host with LOCAL_MODE=true)")
+    if parts.scheme not in ("https", "http"):
+        raise SettingsError(f"{name} must use https, got {parts.scheme or 'no scheme'}")
+    literal = _literal_address(parts.hostname)
+    if literal is not None and not local_mode and not is_public(literal):
+        raise SettingsError(f"{name} points at {literal}, which is not a public address")
+    return url
+
+
+def _literal_address(host: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 
 def _default_allowlists() -> dict[str, tuple[Network, ...] | None]:

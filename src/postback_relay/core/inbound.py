@@ -16,6 +16,9 @@ from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# The relay's URL token travels as this query parameter (GET /postback, the billers' URLs): checked by the
+# platforms, never passed on to a merchant's endpoint (forward mode).
+TOKEN_PARAMETER = "token"  # noqa: S105 - a parameter's name, not a secret
 
 Pairs = tuple[tuple[str, str], ...]
 
@@ -33,6 +36,7 @@ class InboundRequest:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     source_ip: str = ""
+    route: str = ""  # the ROUTED name of the route it reached (`verotel`, `postback`): forward mode's key
 
     @property
     def query_pairs(self) -> Pairs:

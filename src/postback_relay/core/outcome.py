@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
+from postback_relay.core.forwarding import Forwarded
 from postback_relay.core.tenant import DEFAULT_TENANT
 
 AnswerKind = Literal["ok", "rejected", "invalid_key", "retryable"]
@@ -31,6 +32,9 @@ class RelayError(Exception):
     """A request the relay refuses or cannot take now; ``code`` is the answer's machine-readable error."""
 
     code = "internal_error"
+    # Forward mode: the merchant's answer to the request this refusal ends, when it was verified and forwarded
+    # before the relay found it malformed (the platform is then answered as the merchant answered).
+    forwarded: Forwarded | None = None
 
 
 class Unauthorized(RelayError):
@@ -98,3 +102,4 @@ class Outcome:
     # a redelivery is only noted as a duplicate, and makes sure it is retried.
     redeliver: bool = False
     tenant: str = DEFAULT_TENANT  # whose event it was (core/tenant.py): a shared route learns it only by processing
+    forwarded: Forwarded | None = None  # forward mode: the merchant endpoint's answer (relay/forwarding.py)

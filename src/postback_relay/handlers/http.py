@@ -15,6 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postback_relay import web
+from postback_relay.core.forwarding import Forwarded
 from postback_relay.core.inbound import InboundRequest
 from postback_relay.core.outcome import (
     BadRequest,
@@ -55,6 +56,8 @@ ERROR_STATUS: dict[type[RelayError], int] = {
 # The outcome's status beside a platform's own text answer (Verotel's `OK`), for the operator and the tests: the
 # platform reads only the body.
 STATUS_HEADER = "X-Postback-Relay-Status"
+# Forward mode: what came of passing the request on (answered, http_5xx, timeout, …), beside the merchant's answer.
+FORWARD_HEADER = "X-Postback-Relay-Forward"
 
 load_settings()  # fail at start, naming the setting, rather than on the first webhook
 
@@ -85,8 +88,8 @@ def tenant_webhook(tenant: str, source_name: str) -> Response[str]:
     if shared is not None:
         _serving(shared.name, DEFAULT_TENANT)  # the event's tenant is known once it is verified
         runtime = get_runtime()
-        body = _raw_body(runtime.settings.max_body_bytes)
-        outcome = runtime.relay.handle_shared(shared, body, app.current_event.headers, runtime.tenants.find)
+        request = _inbound(source_name, runtime.settings.max_body_bytes)
+        outcome = runtime.relay.handle_shared(shared, request.body, request.headers, runtime.tenants.find, request)
         return _answer(shared.name, outcome, "webhook handled")
     return _webhook(tenant, source_name)
 
@@ -114,7 +117,8 @@ def _webhook(tenant: str, source_name: str, method: str = "POST") -> Response[st
         return _json(404, {"error": "unknown_source", "message": f"no webhook source named {source_name!r}"})
     _serving(source.name, tenant)
     relay = get_runtime().tenants.serving(tenant, source_name)
-    outcome = relay.handle(source, _raw_body(relay.settings.max_body_bytes), app.current_event.headers)
+    request = _inbound(source_name, relay.settings.max_body_bytes)
+    outcome = relay.handle(source, request.body, request.headers, request)
     return _answer(source.name, outcome, "webhook handled")
 
 
@@ -123,18 +127,10 @@ def _biller(tenant: str, biller: RequestSource) -> Response[str]:
     expects: its own success text where it has one, a JSON error for a refusal."""
     _serving(biller.name, tenant)
     relay = get_runtime().tenants.serving(tenant, biller.name)
-    event = app.current_event
-    request = InboundRequest(
-        method=event.http_method.upper(),
-        raw_query=event.raw_query_string,
-        body=_raw_body(relay.settings.max_body_bytes),
-        headers=event.headers,
-        source_ip=event.source_ip,
-    )
-    outcome = relay.receive(biller, request)
+    outcome = relay.receive(biller, _inbound(biller.name, relay.settings.max_body_bytes))
     answer = _answer(biller.name, outcome, "webhook handled")
     text = relay.settings.success_text(biller)
-    if text is None or answer.status_code != 200:
+    if text is None or answer.status_code != 200 or (outcome.forwarded is not None and outcome.forwarded.replaces):
         return answer  # never the platform's success word before the event is durable (a 503 asks again)
     return Response(200, "text/plain; charset=utf-8", text, {STATUS_HEADER: outcome.status})
 
@@ -154,8 +150,8 @@ def tenant_postback(tenant: str) -> Response[str]:
 def _postback(tenant: str) -> Response[str]:
     _serving(POSTBACK_SOURCE.name, tenant)
     relay = get_runtime().tenants.serving(tenant, "postback")
-    event = app.current_event
-    outcome = relay.handle_query(POSTBACK_SOURCE, event.raw_query_string or "", event.headers)
+    request = _inbound("postback", relay.settings.max_body_bytes)
+    outcome = relay.handle_query(POSTBACK_SOURCE, request.raw_query, request.headers, request)
     return _answer(POSTBACK_SOURCE.name, outcome, "postback handled")
 
 
@@ -172,7 +168,9 @@ def relay_error(error: RelayError) -> Response[str]:
         tenant = DEFAULT_TENANT  # a name no tenant has is no dimension value: anyone can put one in a path
     telemetry.publish(telemetry.refusal_metrics(source, error.code, looks_signed, tenant))
     _annotate_trace(source, error.code, logger.get_correlation_id(), None)
-    return _json(http_status, {"error": error.code, "message": str(error)})
+    _count_forward(source, error.forwarded, tenant)
+    merchant = _merchant_answer(error.forwarded, error.code) if http_status < 500 else None
+    return merchant or _json(http_status, {"error": error.code, "message": str(error)})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
@@ -202,7 +200,33 @@ def _answer(source_name: str, outcome: Outcome, message: str) -> Response[str]:
         logger.append_keys(conversion_id=outcome.conversion_id)
     http_status = outcome_status(outcome)
     logger.info(message, extra={"status": outcome.status, "http_status": http_status})
+    _count_forward(source_name, outcome.forwarded, outcome.tenant)
+    if http_status < 500:  # the relay's own 503 always stands: the platform must deliver again
+        merchant = _merchant_answer(outcome.forwarded, outcome.status)
+        if merchant is not None:
+            return merchant
     return _json(http_status, outcome.body)
+
+
+def _count_forward(source: str, forwarded: Forwarded | None, tenant: str) -> None:
+    if forwarded is not None:
+        answer = forwarded.answer
+        telemetry.publish(telemetry.forward_metrics(source, answer.reason, answer.duration_ms, tenant))
+
+
+def _merchant_answer(forwarded: Forwarded | None, status: str) -> Response[str] | None:
+    """Forward mode: the merchant endpoint's answer as the platform's (its status, content type and body),
+    unless the merchant failed and FORWARD_ON_FAILURE=answer; None when the relay's own answer goes."""
+    if forwarded is None or not forwarded.replaces:
+        return None
+    answer = forwarded.answer
+    headers = {STATUS_HEADER: status, FORWARD_HEADER: answer.reason}
+    body: Any = answer.body
+    try:
+        body = answer.body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass  # sent base64-encoded (routing.Response), as the merchant wrote it
+    return Response(answer.status, answer.content_type or None, body, headers)
 
 
 def outcome_status(outcome: Outcome) -> int:
@@ -217,6 +241,19 @@ def error_status(error: RelayError) -> int:
         if kind in ERROR_STATUS:
             return ERROR_STATUS[kind]
     return 500
+
+
+def _inbound(route: str, limit: int) -> InboundRequest:
+    """The request as it reached ``route``: method, raw query, exact body, headers and source address."""
+    event = app.current_event
+    return InboundRequest(
+        method=event.http_method.upper(),
+        raw_query=event.raw_query_string,
+        body=_raw_body(limit),
+        headers=event.headers,
+        source_ip=event.source_ip,
+        route=route,
+    )
 
 
 def _raw_body(limit: int) -> bytes:

@@ -38,6 +38,11 @@ SWEPT = "SweptConversions"  # conversions the sweep re-queued (lost message, cra
 # Deliveries shaped and signed like a platform's, to the route of a platform whose secret is missing: a real
 # misconfiguration (its own alarm), told apart from a scanner's request, which only counts in Webhooks.
 UNCONFIGURED = "UnconfiguredSourceDeliveries"
+# Forward mode: requests passed on to a merchant's endpoint, by source and outcome (answered, http_5xx, timeout,
+# connection_error, …), and how long the merchant took. The failures' roll-up is what ForwardFailuresAlarm reads.
+FORWARDS = "Forwards"
+FORWARD_FAILURES = "ForwardFailures"
+FORWARD_LATENCY = "ForwardLatency"
 
 UNKNOWN_SOURCE = "unknown"  # the source of a webhook to a path no source serves (never the path itself)
 DEFAULT_SERVICE = "postback-relay"
@@ -93,6 +98,18 @@ def refusal_metrics(
     records = [_webhook(source, code, tenant)]
     if looks_signed:
         records.append(MetricRecord(({"source": source}, {}), (Measurement(UNCONFIGURED, MetricUnit.Count, 1),)))
+    return records
+
+
+def forward_metrics(source: str, reason: str, duration_ms: float, tenant: str = DEFAULT_TENANT) -> list[MetricRecord]:
+    """One forward: Forwards by outcome, its latency, and a ForwardFailures count when the merchant gave no
+    answer or a 5xx (the merchant's own problem, but one its platform's retries or the relay's answer hide)."""
+    measurements = [Measurement(FORWARDS, MetricUnit.Count, 1)]
+    records = [MetricRecord(({"source": source, "outcome": reason}, *_by_tenant(tenant)), tuple(measurements))]
+    details = [Measurement(FORWARD_LATENCY, MetricUnit.Milliseconds, duration_ms)]
+    if reason != "answered":
+        details.append(Measurement(FORWARD_FAILURES, MetricUnit.Count, 1))
+    records.append(MetricRecord(({"source": source}, {}), tuple(details)))
     return records
 
 

@@ -22,10 +22,8 @@ from typing import Protocol
 from urllib.parse import quote
 
 from postback_relay.core.conversion import ParseContext, ParsedEvent
-from postback_relay.core.inbound import InboundRequest
+from postback_relay.core.inbound import TOKEN_PARAMETER, InboundRequest
 from postback_relay.platforms.base import SignatureError, SignatureMismatch, matches_token
-
-TOKEN_PARAMETER = "token"  # noqa: S105 - a parameter's name, not a secret
 
 
 class Check(Protocol):

@@ -40,10 +40,10 @@ from postback_relay.core.conversion import (
     Reversal,
     ReversalKind,
 )
-from postback_relay.core.inbound import InboundRequest
+from postback_relay.core.inbound import TOKEN_PARAMETER, InboundRequest
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import MalformedEvent, major_amount
-from postback_relay.platforms.checks import TOKEN_PARAMETER, Check, UrlToken, with_token
+from postback_relay.platforms.checks import Check, UrlToken, with_token
 
 PUBLISHED_IPS = ("208.236.105.0/24", "65.17.248.0/24")  # aMember's list, possibly out of date (ip_list.php)
 PASS_THROUGH_PREFIX = "x_"  # noqa: S105 - a field-name prefix; the join link's custom parameters, echoed back on the approval postback

@@ -48,10 +48,10 @@ from postback_relay.core.conversion import (
     Reversal,
     ReversalKind,
 )
-from postback_relay.core.inbound import InboundRequest
+from postback_relay.core.inbound import TOKEN_PARAMETER, InboundRequest
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import MalformedEvent, major_amount
-from postback_relay.platforms.checks import TOKEN_PARAMETER, Check, UrlToken, with_token
+from postback_relay.platforms.checks import Check, UrlToken, with_token
 
 # UNCONFIRMED words (see the module's docstring): the `<trantype>` of a reversal and the `<action>` of a void.
 REVERSAL_TRANTYPES: Mapping[str, ReversalKind] = {

@@ -45,10 +45,10 @@ from postback_relay.core.conversion import (
     ParsedEvent,
     Reversal,
 )
+from postback_relay.core.inbound import TOKEN_PARAMETER
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import MalformedEvent, SignatureError, SignatureMismatch, major_amount, matches_token
 
-TOKEN_PARAMETER = "token"  # noqa: S105 - names, not secrets
 TOKEN_HEADER = "X-Postback-Token"  # noqa: S105
 CLICK_ID_PARAMETERS = ("click_id", "clickid")
 LEAD_CODE = re.compile(r"[!-~]{1,100}")  # printable ASCII without spaces

@@ -1,7 +1,8 @@
 """The relay's logic, orchestrated: verify → parse → record → attempt → record → schedule. This module only
 orchestrates; each step is its own module here: verification.py (which secret
 signed it), recording.py (what the payment counts as, and its record), sending.py (the attempt, its outcome,
-retries and the sweep), reversals.py (refunds and chargebacks, before or after their purchase).
+retries and the sweep), reversals.py (refunds and chargebacks, before or after their purchase), forwarding.py
+(forward mode: a verified request passed on to the merchant's own endpoint while the rest happens).
 
 Invariants kept here: a 2xx only after the record is durable; one successful GET per identity; unsigned
 input changes nothing; the key never leaves the network client and the secret store."""
@@ -22,13 +23,14 @@ from postback_relay.aws.secrets import RelaySecrets, SecretStore
 from postback_relay.aws.store import ConversionStore, StoreUnavailable
 from postback_relay.core.conversion import Ignored, Link, Reversal
 from postback_relay.core.inbound import InboundRequest
-from postback_relay.core.outcome import BadRequest, Outcome, PayloadTooLarge, Unavailable
+from postback_relay.core.outcome import BadRequest, Outcome, PayloadTooLarge, RelayError, Unavailable
 from postback_relay.core.ratelimit import TokenBucket
 from postback_relay.core.tenant import DEFAULT_TENANT
 from postback_relay.networks.trafficstars import TrafficStarsClient
 from postback_relay.platforms.base import AnswersPings, MalformedEvent, SharedSource, WebhookSource
 from postback_relay.platforms.checks import RequestSource
 from postback_relay.relay.admission import admit
+from postback_relay.relay.forwarding import Forwarder
 from postback_relay.relay.recording import Recorder
 from postback_relay.relay.reversals import Reverser
 from postback_relay.relay.sending import Sender, tag_logs, tag_tenant
@@ -70,23 +72,40 @@ class Relay:
         self._reverser = Reverser(store)
         self._recorder = Recorder(settings, store, client, self._sender, self._reverser)
         self._parse_context = settings.parse_context
+        self._forwarder = Forwarder(
+            settings.forward_urls, settings.forward_timeout_seconds, settings.forward_on_failure, settings.local_mode
+        )
 
-    def handle(self, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str]) -> Outcome:
-        """Process one webhook delivery; raises RelayError for answers that are not a processed event."""
+    def handle(
+        self,
+        source: WebhookSource,
+        raw_body: bytes,
+        headers: Mapping[str, str],
+        request: InboundRequest | None = None,
+    ) -> Outcome:
+        """Process one webhook delivery; raises RelayError for answers that are not a processed event.
+        ``request``: the whole request, forwarded once verified when its route is in forward mode."""
         self._within_limit(raw_body, "body")
         if isinstance(source, AnswersPings) and source.is_ping(raw_body, headers):
             logger.info("platform ping answered", extra={"source": source.name})
             return Outcome("ping", {"status": "ping"})
         secrets = self._verifier.verified(source, raw_body, headers)
-        return self._process(source, _json_body(raw_body), secrets)
+        return self._forwarding(request, lambda: self._process(source, _json_body(raw_body), secrets))
 
-    def handle_query(self, source: WebhookSource, raw_query: str, headers: Mapping[str, str]) -> Outcome:
+    def handle_query(
+        self,
+        source: WebhookSource,
+        raw_query: str,
+        headers: Mapping[str, str],
+        request: InboundRequest | None = None,
+    ) -> Outcome:
         """Process one GET postback: the raw query string is what the sender authenticates and what the
         source reads, as ``parse_qsl`` pairs (API Gateway's comma-joined parameters would be ambiguous)."""
         raw = raw_query.encode("utf-8")
         self._within_limit(raw, "query")
         secrets = self._verifier.verified(source, raw, headers)
-        return self._process(source, parse_qsl(raw_query, keep_blank_values=True), secrets)
+        pairs = parse_qsl(raw_query, keep_blank_values=True)
+        return self._forwarding(request, lambda: self._process(source, pairs, secrets))
 
     def receive(self, source: RequestSource, request: InboundRequest) -> Outcome:
         """Process one biller notification: the platform set up (404 else), the source address allowed (403),
@@ -96,11 +115,15 @@ class Relay:
         secrets = self._verifier.configured(source)
         admit(source, request.source_ip, self.settings.allowed_ips.get(source.name))
         secrets = self._verifier.checked(source, request, self._parse_context, secrets)
-        try:
-            payload = source.payload(request)
-        except MalformedEvent as exc:
-            raise BadRequest(str(exc)) from None
-        return self._process(source, payload, secrets)
+
+        def process() -> Outcome:
+            try:
+                payload = source.payload(request)
+            except MalformedEvent as exc:
+                raise BadRequest(str(exc)) from None
+            return self._process(source, payload, secrets)
+
+        return self._forwarding(request, process)
 
     def handle_shared(
         self,
@@ -108,21 +131,41 @@ class Relay:
         raw_body: bytes,
         headers: Mapping[str, str],
         find: Callable[[str, str], Relay | None],
+        request: InboundRequest | None = None,
     ) -> Outcome:
         """A shared route's delivery (a Stripe Connect platform's endpoint, a Shopify app's): verified with the
         platform-wide secret held in this (the default tenant's) secret, then processed by the relay of the
         tenant ``find`` names for its account or shop, with that tenant's settings and key. An account no
-        tenant claims is answered as an ignored event (the platform would retry anything else for days)."""
+        tenant claims is answered as an ignored event (the platform would retry anything else for days).
+        Forwarded, in forward mode, to this (the default tenant's) target: the endpoint is the platform's."""
         self._within_limit(raw_body, "body")
         self._verifier.verified(source, raw_body, headers)
-        payload = _json_body(raw_body)
-        key = source.tenant_key(payload, headers)
-        relay = find(source.lookup, key) if key else None
-        if relay is None:
-            logger.info("no tenant for this account", extra={"lookup": source.lookup, "account": key})
-            return Outcome("ignored", {"status": "ignored", "reason": f"no tenant has {source.lookup} {key}"})
-        tag_tenant(relay.tenant)
-        return relay._process(source, payload, relay._verifier.current())
+
+        def process() -> Outcome:
+            payload = _json_body(raw_body)
+            key = source.tenant_key(payload, headers)
+            relay = find(source.lookup, key) if key else None
+            if relay is None:
+                logger.info("no tenant for this account", extra={"lookup": source.lookup, "account": key})
+                return Outcome("ignored", {"status": "ignored", "reason": f"no tenant has {source.lookup} {key}"})
+            tag_tenant(relay.tenant)
+            return relay._process(source, payload, relay._verifier.current())
+
+        return self._forwarding(request, process)
+
+    def _forwarding(self, request: InboundRequest | None, process: Callable[[], Outcome]) -> Outcome:
+        """Run ``process`` on a verified request; in forward mode, pass the request on to the merchant's endpoint
+        meanwhile (in its own thread) and keep its answer with the outcome, or with the refusal that ended it.
+        The answer is awaited either way, so no forward outlives its request (a frozen Lambda would hold it)."""
+        pending = self._forwarder.start(request) if request is not None else None
+        if pending is None:
+            return process()
+        try:
+            outcome = process()
+        except RelayError as error:
+            error.forwarded = pending.result()
+            raise
+        return replace(outcome, forwarded=pending.result())
 
     def _within_limit(self, raw: bytes, what: str) -> None:
         """Refuse (413) a body or query larger than MAX_BODY_BYTES before anything reads it."""
