@@ -357,6 +357,23 @@ class TestVerotelThroughTheHandler:
         assert reply.status == 503 and reply.text != "OK"
         assert len(merchant.behaviour.received) == 1  # the merchant got it; Verotel delivers again to both
 
+    def test_the_relays_503_stands_when_the_sale_is_durable_but_its_retry_could_not_be_queued(
+        self, invoke: Invoker, merchant: MerchantEndpoint, aws: Aws, sandbox: TrafficStarsSandbox
+    ) -> None:
+        """TrafficStars down and the retry queue refusing: the sale is recorded but not settled, so Verotel must
+        deliver again (the outcome's own 503, not a refusal's), whatever the merchant said."""
+        sandbox.state.fault = lambda received: (503, "")
+        aws.server.fault = lambda environ: environ.get("HTTP_X_AMZ_TARGET", "").startswith("AmazonSQS")
+        try:
+            reply = verotel.deliver(invoke, verotel.initial())
+        finally:
+            aws.server.fault = None
+            sandbox.state.fault = None
+        assert reply.status == 503 and reply.text != "OK"
+        assert len(merchant.behaviour.received) == 1
+        record = aws.record(verotel.PURCHASE)
+        assert record is not None and record["status"] == "retry_pending"
+
     def test_an_event_the_relay_ignores_is_still_the_merchants(
         self, invoke: Invoker, merchant: MerchantEndpoint, sandbox: TrafficStarsSandbox
     ) -> None:

@@ -44,6 +44,7 @@ class MerchantBehaviour:
     body: bytes = b"OK"
     delay_seconds: float = 0.0
     location: str | None = None  # a redirect's target
+    drop: bool = False  # close the connection without an answer (a merchant that is down)
     received: list[MerchantRequest] = field(default_factory=list)
 
     def reset(self) -> None:
@@ -72,6 +73,9 @@ class MerchantEndpoint:
                 body = self.rfile.read(length) if length else b""
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 behaviour.received.append(MerchantRequest(self.command, self.path, headers, body))
+                if behaviour.drop:
+                    self.close_connection = True
+                    return
                 if behaviour.delay_seconds:
                     time.sleep(behaviour.delay_seconds)
                 self.send_response(behaviour.status)
