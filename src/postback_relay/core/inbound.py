@@ -27,6 +27,10 @@ def _pairs(text: str) -> Pairs:
     return tuple(parse_qsl(text, keep_blank_values=True))
 
 
+class ConflictingField(ValueError):
+    """A request names one field twice with different values."""
+
+
 @dataclass(frozen=True)
 class InboundRequest:
     """What reached a route: method, raw query, exact body bytes, headers (lower-case names) and source IP."""
@@ -61,6 +65,19 @@ class InboundRequest:
         """The query's pairs then the form's: a biller that puts the event type in the query and the data in the
         body (CCBill), or fills a URL template's macros in either (Segpay), is read from one list."""
         return self.query_pairs + self.form_pairs
+
+    def fields(self) -> dict[str, str]:
+        """The query's pairs then the form's as one mapping, without the relay's token: how a biller that fills
+        a URL template's macros (Segpay) or posts a form (Epoch) is read. ConflictingField for a name sent twice
+        with different values (which one the platform meant cannot be known); the same value twice is one."""
+        fields: dict[str, str] = {}
+        for name, value in self.params:
+            if name == TOKEN_PARAMETER:
+                continue
+            if name in fields and fields[name] != value:
+                raise ConflictingField(f"the parameter {name!r} is sent twice with different values")
+            fields[name] = value
+        return fields
 
     def without_parameter(self, name: str) -> str:
         """The raw query string without any ``name=`` pair (the URL token), every other byte as sent: what is

@@ -40,7 +40,7 @@ from postback_relay.core.conversion import (
     Reversal,
     ReversalKind,
 )
-from postback_relay.core.inbound import TOKEN_PARAMETER, InboundRequest
+from postback_relay.core.inbound import ConflictingField, InboundRequest
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import MalformedEvent, major_amount
 from postback_relay.platforms.checks import Check, UrlToken, with_token
@@ -76,13 +76,10 @@ class EpochSource:
     def payload(self, request: InboundRequest) -> dict[str, str]:
         """The query's pairs then the form's, without the token; MalformedEvent for a field sent twice with
         different values or for no fields at all."""
-        fields: dict[str, str] = {}
-        for name, value in request.params:
-            if name == TOKEN_PARAMETER:
-                continue
-            if name in fields and fields[name] != value:
-                raise MalformedEvent(f"the field {name!r} is sent twice with different values")
-            fields[name] = value
+        try:
+            fields = request.fields()
+        except ConflictingField as exc:
+            raise MalformedEvent(str(exc)) from None
         if not fields:
             raise MalformedEvent("an Epoch postback is a set of name/value fields")
         return fields

@@ -48,7 +48,7 @@ from postback_relay.core.conversion import (
     Reversal,
     ReversalKind,
 )
-from postback_relay.core.inbound import TOKEN_PARAMETER, InboundRequest
+from postback_relay.core.inbound import ConflictingField, InboundRequest
 from postback_relay.core.money import Money
 from postback_relay.platforms.base import MalformedEvent, major_amount
 from postback_relay.platforms.checks import Check, UrlToken, with_token
@@ -88,14 +88,10 @@ class SegpaySource:
     def payload(self, request: InboundRequest) -> dict[str, str]:
         """The query's parameters then the form body's, without the token; a name sent twice with different
         values is malformed."""
-        fields: dict[str, str] = {}
-        for name, value in request.params:
-            if name == TOKEN_PARAMETER:
-                continue
-            if name in fields and fields[name] != value:
-                raise MalformedEvent(f"the parameter {name!r} is sent twice with different values")
-            fields[name] = value
-        return fields
+        try:
+            return request.fields()
+        except ConflictingField as exc:
+            raise MalformedEvent(str(exc)) from None
 
     def sign_query(self, raw_query: str, secret: str) -> str:
         """The query with the token Segpay's URL carries."""
