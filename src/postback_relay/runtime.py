@@ -58,9 +58,16 @@ def reset_runtime() -> None:
         _settings, _runtime = None, None
 
 
-def build_runtime(settings: Settings, clock: Callable[[], float] = time.time, sqs: Any = None) -> Runtime:
+def build_runtime(
+    settings: Settings,
+    clock: Callable[[], float] = time.time,
+    sqs: Any = None,
+    session: Any = None,
+    endpoint_url: str | None = None,
+) -> Runtime:
     """Wire the adapters: botocore retries bounded so a throttled dependency turns into a quick 5xx.
-    ``clock`` and ``sqs`` are for tests that drive time and the queue themselves (the model-based test)."""
+    ``clock`` and ``sqs`` are for tests that drive time and the queue themselves (the model-based test);
+    ``session`` and ``endpoint_url`` for the operator CLI, which works with a deployment's own (`reconcile`)."""
     import boto3
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
     from botocore.config import Config
@@ -76,15 +83,17 @@ def build_runtime(settings: Settings, clock: Callable[[], float] = time.time, sq
         tcp_keepalive=True,
         parameter_validation=False,
     )
-    session = boto3.session.Session()
-    dynamodb = session.client("dynamodb", config=aws_config)
-    secretsmanager = session.client("secretsmanager", config=aws_config)
+    session = session or boto3.session.Session()
+    dynamodb = session.client("dynamodb", config=aws_config, endpoint_url=endpoint_url)
+    secretsmanager = session.client("secretsmanager", config=aws_config, endpoint_url=endpoint_url)
     queue = None
     if settings.retry_queue_url:
         from postback_relay.aws.queue import RetryQueue
 
         queue = RetryQueue(
-            sqs or session.client("sqs", config=aws_config), settings.retry_queue_url, settings.dead_letter_queue_url
+            sqs or session.client("sqs", config=aws_config, endpoint_url=endpoint_url),
+            settings.retry_queue_url,
+            settings.dead_letter_queue_url,
         )
     provider = SecretsProvider(boto3_client=secretsmanager)
 

@@ -233,6 +233,9 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("VEROTEL_SHOP_ID", "verotel_shop_id", optional_reader, "", "VerotelShopId", per_tenant=True),
     *_forward_variables(),
+    Variable("STRIPE_API_BASE", "stripe_api_base", _as_given, "https://api.stripe.com"),
+    Variable("RECONCILE_SETTLE_SECONDS", "reconcile_settle_seconds", whole(0), "900"),
+    Variable("RECONCILE_MAX_REQUESTS", "reconcile_max_requests", whole(1), "500"),
     Variable("FORWARD_TIMEOUT_SECONDS", "forward_timeout_seconds", _forward_timeout, "5", "ForwardTimeoutSeconds"),
     Variable(
         "FORWARD_ON_FAILURE",
@@ -286,6 +289,9 @@ class Settings:
     forward_urls: Mapping[str, str | None] = field(default_factory=lambda: dict.fromkeys(ROUTED))
     forward_timeout_seconds: float = 5.0  # how long the merchant's endpoint may take to answer a forward
     forward_on_failure: ForwardFailure = "pass"  # merchant down: pass its failure on, or answer the relay's answer
+    stripe_api_base: str = "https://api.stripe.com"  # where reconciliation lists Stripe's events
+    reconcile_settle_seconds: int = 900  # a purchase younger than this is left to its webhook
+    reconcile_max_requests: int = 500  # a run's budget of API requests per platform
 
     @property
     def parse_context(self) -> ParseContext:
@@ -319,6 +325,7 @@ class Settings:
         values["value_policy"] = _value_policy(values["value_policy"], environ)
         values["trafficstars"] = TrafficStarsSettings.from_env(environ, values["local_mode"])
         values["forward_urls"] = _forward_urls(values["forward_urls"], values["local_mode"])
+        values["stripe_api_base"] = _api_base(values["stripe_api_base"], "STRIPE_API_BASE", values["local_mode"])
         return cls(**values)
 
     def for_tenant(self, overrides: Mapping[str, str]) -> Settings:
@@ -343,6 +350,17 @@ class Settings:
             read_timeout_seconds=self.trafficstars.read_timeout_seconds,
         )
         return replace(self, **values)
+
+
+def _api_base(raw: str, name: str, local_mode: bool) -> str:
+    """A platform API's base URL, https (http:// only on loopback with LOCAL_MODE=true), without a trailing slash."""
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
+        raise SettingsError(f"{name} must be a base URL such as https://api.example.com")
+    if parts.scheme == "https" or (parts.scheme == "http" and local_mode and is_loopback(parts.hostname)):
+        return url
+    raise SettingsError(f"{name} must use https (http:// only for a loopback host with LOCAL_MODE=true)")
 
 
 def _forward_urls(raw: Mapping[str, str], local_mode: bool) -> dict[str, str | None]:

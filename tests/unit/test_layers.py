@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # Lowest first. A module may import its own part and any lower layer, never a higher one.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("postback_relay.core", "postback_relay.env", "postback_relay.web"),
-    ("postback_relay.networks", "postback_relay.platforms", "postback_relay.aws"),
+    ("postback_relay.networks", "postback_relay.platforms", "postback_relay.aws", "postback_relay.reconcile"),
     ("postback_relay.settings",),
     ("postback_relay.relay",),
     ("postback_relay.runtime",),
@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 # Sideways imports between the parts of one layer that the design allows (and no others).
 ALLOWED_SIDEWAYS = {
     ("postback_relay.networks", "postback_relay.env"),
+    ("postback_relay.reconcile", "postback_relay.networks"),  # the environment's HTTPS session, built one way
 }
 THIRD_PARTY_IN_CORE = ("boto3", "botocore", "requests", "urllib3", "aws_lambda_powertools")
 

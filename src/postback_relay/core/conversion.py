@@ -40,6 +40,9 @@ GOAL_KINDS: tuple[GoalKind, ...] = ("purchase", "renewal", "lead")
 PaymentKind = Literal["one_off", "first", "cycle", "change", "trial_start", "payment_method_change", "postback"]
 
 
+Origin = Literal["webhook", "reconcile"]
+
+
 @dataclass(frozen=True)
 class Conversion:
     """A paid purchase, as reported by one event of one source."""
@@ -62,6 +65,7 @@ class Conversion:
     aliases: tuple[str, ...] = ()  # the purchase's other ids (its PaymentIntent, charge): a reversal may name any
     refunded: Money | None = None  # already partly refunded when delivered (a WooCommerce order's refunds[])
     tenant: str = DEFAULT_TENANT  # set by the relay serving the tenant; sources never know it
+    origin: Origin = "webhook"  # how the relay learnt of it: its webhook, or a reconcile run (the platform's API)
 
     @property
     def scope(self) -> str:

@@ -92,6 +92,7 @@ CONVERSION_FIELDS = frozenset(
         "goal",
         "lead_code",
         "postback_url",
+        "origin",
     }
 )
 DETAIL_PREFIX = "detail_"  # a platform's own facts about the purchase (order number, billing reason, …)
@@ -139,6 +140,7 @@ class ConversionRecord:
     goal: str = "purchase"
     lead_code: str | None = None
     postback_url: str | None = None  # as sent, with key=***
+    origin: str = "webhook"  # absent for a webhook's record; `reconcile` when a reconcile run found it
     details: Mapping[str, str] = field(default_factory=dict)  # the detail_* attributes
     received_at: str = ""
     created_epoch: int = 0

@@ -101,6 +101,36 @@ class Deployment:
         return secrets
 
 
+def relay_environment(deployment: Deployment) -> dict[str, str]:
+    """The environment the deployment's webhook function runs with, as far as the operator's machine can know it:
+    the local run's (this process's, with `make run`'s names), or the stack's parameters under their variables'
+    names (settings.ALL_VARIABLES) with its table, secret and queues; what reconcile builds a relay from."""
+    from postback_relay.settings import ALL_VARIABLES
+
+    fixed = {
+        "SECRET_ID": deployment.secret_id,
+        "TABLE_NAME": deployment.table_name,
+        "TRAFFICSTARS_URL": deployment.trafficstars_url,
+        "TENANT_SECRET_PREFIX": deployment.tenant_secret_prefix or "",
+        "RETRY_QUEUE_URL": deployment.retry_queue_url or "",
+        "DEAD_LETTER_QUEUE_URL": deployment.dead_letter_queue_url or "",
+    }
+    if deployment.local:
+        retry, dead_letter = deployment.queue_urls()
+        return {
+            **os.environ,
+            **fixed,
+            "LOCAL_MODE": "true",
+            "RETRY_QUEUE_URL": retry,
+            "DEAD_LETTER_QUEUE_URL": dead_letter,
+        }
+    by_parameter = {
+        v.name: deployment.parameters[v.parameter] for v in ALL_VARIABLES if v.parameter in deployment.parameters
+    }
+    passed = {name: os.environ[name] for name in ("STRIPE_API_BASE",) if name in os.environ}
+    return {**by_parameter, **passed, **fixed}
+
+
 def resolve(*, local: bool, stack: str | None, region: str | None, profile: str | None) -> Deployment:
     """The local run, or the named (or configured) stack."""
     if local:

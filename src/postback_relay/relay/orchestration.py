@@ -21,10 +21,12 @@ from aws_lambda_powertools import Logger
 from postback_relay.aws.queue import RetryQueue
 from postback_relay.aws.secrets import RelaySecrets, SecretStore
 from postback_relay.aws.store import ConversionStore, StoreUnavailable
-from postback_relay.core.conversion import Ignored, Link, Reversal
+from postback_relay.core.conversion import Conversion, Ignored, Link, Reversal
 from postback_relay.core.inbound import InboundRequest
 from postback_relay.core.outcome import BadRequest, Outcome, PayloadTooLarge, RelayError, Unavailable
 from postback_relay.core.ratelimit import TokenBucket
+from postback_relay.core.reconcile import Recovered
+from postback_relay.core.record import UPGRADABLE
 from postback_relay.core.tenant import DEFAULT_TENANT
 from postback_relay.networks.trafficstars import TrafficStarsClient
 from postback_relay.platforms.base import AnswersPings, MalformedEvent, SharedSource, WebhookSource
@@ -69,6 +71,7 @@ class Relay:
             clock,
             TokenBucket(settings.retry_rate_per_second),
         )
+        self._store = store
         self._reverser = Reverser(store)
         self._recorder = Recorder(settings, store, client, self._sender, self._reverser)
         self._parse_context = settings.parse_context
@@ -173,15 +176,23 @@ class Relay:
             raise PayloadTooLarge(f"{what} is larger than {self.settings.max_body_bytes} bytes")
 
     def _process(self, source: WebhookSource | RequestSource, payload: Any, secrets: RelaySecrets) -> Outcome:
+        event = self._parse(source, payload)
+        if isinstance(event, Ignored):
+            logger.info("event ignored", extra={"event_type": event.event_type, "reason": event.reason})
+            return Outcome("ignored", {"status": "ignored", "reason": event.reason})
+        return self._apply(event, secrets)
+
+    def _parse(self, source: WebhookSource | RequestSource, payload: Any) -> Conversion | Reversal | Link | Ignored:
+        """The platform's event, as this relay's tenant's; BadRequest (400) when it is not the platform's shape."""
         try:
             event = source.parse(payload, self._parse_context)
         except MalformedEvent as exc:
             raise BadRequest(str(exc)) from None
-        if isinstance(event, Ignored):
-            logger.info("event ignored", extra={"event_type": event.event_type, "reason": event.reason})
-            return Outcome("ignored", {"status": "ignored", "reason": event.reason})
-        if self.tenant != DEFAULT_TENANT:
+        if self.tenant != DEFAULT_TENANT and not isinstance(event, Ignored):
             event = replace(event, tenant=self.tenant)
+        return event
+
+    def _apply(self, event: Conversion | Reversal | Link, secrets: RelaySecrets) -> Outcome:
         tag_logs(event.event_id)
         try:
             if isinstance(event, Reversal):
@@ -193,6 +204,39 @@ class Relay:
         except StoreUnavailable as exc:
             raise Unavailable(str(exc)) from None
         return replace(outcome, event_id=event.event_id, tenant=self.tenant)
+
+    def recover(self, source: WebhookSource, payload: Any, dry_run: bool = False) -> Recovered:
+        """One event a platform's API listed (relay/reconciling.py), in its webhook's shape, trusted as the
+        platform's since the relay fetched it with its own credentials. A purchase already recorded is left
+        alone (``already_recorded``: nothing is written); a missing one is recorded with origin `reconcile`
+        and sent as its webhook would have been; a reversal is applied as its webhook's would be. With
+        ``dry_run`` nothing is written or sent: the answer says what would be (``would_record``, with the
+        postback URL, key redacted; ``would_reverse``)."""
+        event = self._parse(source, payload)
+        if isinstance(event, Ignored):
+            return Recovered("ignored", Outcome("ignored", {"status": "ignored", "reason": event.reason}))
+        if isinstance(event, Link):
+            return Recovered("ignored", Outcome("ignored", {"status": "ignored", "reason": "a link, not a payment"}))
+        if isinstance(event, Conversion):
+            event = replace(event, origin="reconcile")
+            try:
+                recorded = self._store.get(event.identity)
+            except StoreUnavailable as exc:
+                raise Unavailable(str(exc)) from None
+            upgrades = recorded is not None and recorded.get("status") in UPGRADABLE and event.click_id is not None
+            if recorded is not None and not upgrades:  # (a record without a click id this event brings: upgraded)
+                return Recovered("purchase", Outcome("already_recorded", {"status": "already_recorded"}))
+            if dry_run:
+                return Recovered("purchase", Outcome("would_record", self._recorder.preview(event), event.identity))
+            return Recovered("purchase", self._apply(event, self._verifier.current()))
+        if dry_run:
+            return Recovered("reversal", Outcome("would_reverse", {"status": "would_reverse"}))
+        return Recovered("reversal", self._apply(event, self._verifier.current()))
+
+    def credential(self, field: str) -> str:
+        """A key of this relay's secret (a platform API's read-only key, for reconciliation); SecretKeyMissing
+        when it is not there. Never logged: only the platform's API client holds it."""
+        return self._verifier.current().value(field)
 
     def retry(self, conversion_id: str, message_due_at: float | None = None) -> Outcome | None:
         """The retry worker's attempt at one conversion (see Sender.retry); None when it is not (or no longer)

@@ -80,6 +80,16 @@ class Recorder:
                 )
         return outcome
 
+    def preview(self, conversion: Conversion) -> dict[str, Any]:
+        """What recording ``conversion`` would write, without writing it (a reconcile dry run): its key, status,
+        click id, value and postback URL (key redacted). A renewal's click id lent by its subscription's memory
+        is not looked up, so such a payment previews as the platform reports it."""
+        decision = decide(conversion, self._settings.lifecycle)
+        fields = self._record_fields(conversion)
+        status = self._initial_status(conversion, isinstance(decision, NotCounted))
+        shown = ("click_id", "amount", "currency", "value", "value_currency", "goal", "lead_code", "postback_url")
+        return {"conversion_id": conversion.identity, "status": str(status), **{k: fields.get(k) for k in shown}}
+
     def _follow(self, conversion: Conversion, decision: Decision) -> tuple[Conversion, Decision]:
         """Apply a subscription's memory (one write): remember the click id it started with, lend it to the
         later payments that lack it, and make its first paid payment the purchase and every other a
@@ -172,6 +182,7 @@ class Recorder:
         fields: dict[str, Any] = {
             "source": conversion.source,
             "tenant": conversion.tenant if conversion.tenant != DEFAULT_TENANT else None,
+            "origin": conversion.origin if conversion.origin != "webhook" else None,
             "purchase_id": conversion.purchase_id,
             "first_event_id": conversion.event_id,
             "correlation_id": conversion.event_id,  # the conversion's: the event that created the record

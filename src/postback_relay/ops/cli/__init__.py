@@ -5,6 +5,8 @@
   send-test CLICK_ID         one postback to TrafficStars, to check the key and a click id
   sign SOURCE EVENT_FILE     sign a sample event with the configured secret and POST it to the relay
   replay dlq|records         re-send conversions from the dead-letter queue or the table (--dry-run)
+  reconcile --source S --since 7d
+                             recover the purchases a platform never delivered, from its API (--dry-run)
   check                      is the deployment able to relay? secret, table, queues, TrafficStars URL, alarms
                              (--tenant NAME: that tenant's configuration, settings and secret)
   tenant add|show|list|set|remove
@@ -26,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from postback_relay.ops.cli import check, recent, replay, send_test, sign, status, tenant
+from postback_relay.ops.cli import check, recent, reconcile, replay, send_test, sign, status, tenant
 from postback_relay.ops.cli.command import Command, Run
 from postback_relay.ops.cli.output import problem
 from postback_relay.ops.deployment import OperatorError, explain, resolve
@@ -38,6 +40,7 @@ COMMANDS: tuple[Command, ...] = (
     send_test.COMMAND,
     sign.COMMAND,
     replay.COMMAND,
+    reconcile.COMMAND,
     check.COMMAND,
     tenant.COMMAND,
 )

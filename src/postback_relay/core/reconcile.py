@@ -1,0 +1,89 @@
+"""Reconciliation, the pure part: the window a run covers and the tally it ends with (README "Reconciliation").
+
+Why reconcile: a webhook the platform gave up on (Stripe after 3 days, Shopify after 8 tries, WooCommerce after
+one) is a conversion the advertiser paid for and never reported. A run lists the window's purchases from the
+platform's API, in the shape its webhook has, and hands each to the same parse → record → send path under the
+same identity: a purchase already recorded is left alone (counted), a missing one is recorded with
+`origin: reconcile` and sent once with the lead code its webhook would have had, so a late webhook or a second
+run is a duplicate."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from postback_relay.core.outcome import Outcome
+
+
+class Window(NamedTuple):
+    """The creation times a run covers, in epoch seconds, both ends included."""
+
+    since: float
+    until: float
+
+
+def settled_window(since: float, until: float | None, now: float, settle_seconds: float) -> Window:
+    """``[since, until]``, ending no later than ``now − settle_seconds``: a purchase younger than that may still
+    have its webhook on the way, and reconciling it first would only race it (harmlessly, but noisily)."""
+    end = now - settle_seconds if until is None else min(until, now - settle_seconds)
+    if end < since:
+        raise ValueError("the window ends before it starts (or within the settle time of now)")
+    return Window(since, end)
+
+
+class Recovered(NamedTuple):
+    """What became of one listed event: a purchase's outcome, a reversal's, or why it was ignored."""
+
+    kind: Literal["purchase", "reversal", "ignored"]
+    outcome: Outcome
+
+
+@dataclass
+class Tally:
+    """What one run found: how many the platform listed, how many the relay had, what it recovered (by the
+    outcome of each: sent, retry_pending, no_click_id, …), reversals applied, the ignored by reason, the errors,
+    and in a dry run what would be recorded (with its postback URL, key redacted)."""
+
+    listed: int = 0
+    already_recorded: int = 0
+    recovered: Counter[str] = field(default_factory=Counter)
+    reversals: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    would_record: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the window could not cover, and why
+
+    def add(self, recovered: Recovered) -> None:
+        """Count one listed event by what became of it."""
+        kind, outcome = recovered
+        if kind == "ignored":
+            self.ignored[str(outcome.body.get("reason", "ignored"))] += 1
+        elif kind == "reversal":
+            self.reversals[outcome.status] += 1
+        elif outcome.status == "already_recorded":
+            self.already_recorded += 1
+        elif outcome.status == "would_record":
+            self.would_record.append(dict(outcome.body))
+        else:
+            self.recovered[outcome.status] += 1
+
+    @property
+    def sent(self) -> int:
+        """Recovered conversions whose postback TrafficStars accepted in this run."""
+        return self.recovered["sent"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary, as `postback-relay reconcile --source stripe --since 7d --json` prints it."""
+        return {
+            "listed": self.listed,
+            "already_recorded": self.already_recorded,
+            "recovered": sum(self.recovered.values()),
+            "recovered_by_outcome": dict(sorted(self.recovered.items())),
+            "sent": self.sent,
+            "reversals": dict(sorted(self.reversals.items())),
+            "ignored": dict(sorted(self.ignored.items())),
+            "errors": list(self.errors),
+            "would_record": list(self.would_record),
+            "notes": list(self.notes),
+        }

@@ -1,0 +1,141 @@
+"""`postback-relay reconcile`: list a window's purchases from a platform's API and recover the ones the relay never
+received, through the same path as their webhooks (the work is postback_relay.relay.reconciling's)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any
+
+from postback_relay.ops.cli.command import Command, moment_of
+from postback_relay.ops.cli.output import end_progress, print_json, print_text, show_progress
+from postback_relay.ops.deployment import Deployment, OperatorError, relay_environment
+
+if TYPE_CHECKING:
+    from postback_relay.core.reconcile import Tally, Window
+
+TIMES = "use 7d, 24h, 30m or a date such as 2026-11-20"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The platform, the window and --dry-run."""
+    from postback_relay.relay.reconciling import CREDENTIALS
+
+    parser.add_argument("--source", required=True, choices=sorted(CREDENTIALS), help="the platform to reconcile")
+    parser.add_argument("--since", required=True, help="from 7d, 24h, 30m ago or a date")
+    parser.add_argument("--until", help="to this moment (default: now less RECONCILE_SETTLE_SECONDS)")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be recorded and sent, change nothing")
+
+
+def run(args: argparse.Namespace, deployment: Deployment) -> int:
+    """`reconcile`: the summary of one run (listed, already recorded, recovered and sent, ignored, errors)."""
+    from postback_relay.core.reconcile import settled_window
+    from postback_relay.env import SettingsError
+    from postback_relay.relay.reconciling import NotReconcilable, reconciler_for
+    from postback_relay.runtime import build_runtime
+    from postback_relay.settings import Settings
+
+    now = time.time()
+    since = moment_of("--since", args.since, TIMES)
+    until = moment_of("--until", args.until, TIMES) if args.until else None
+    if deployment.local:
+        _trust_the_local_sandbox(deployment)
+    try:
+        settings = Settings.from_env(relay_environment(deployment))
+        window = settled_window(since, until, now, settings.reconcile_settle_seconds)
+    except (SettingsError, ValueError) as exc:
+        raise OperatorError(str(exc), f"choose a window that ends before now ({TIMES})") from None
+    runtime = build_runtime(settings, session=deployment.session, endpoint_url=deployment.endpoint_url)
+    try:
+        reconciler = reconciler_for(runtime.relay, args.source, now)
+    except NotReconcilable as exc:
+        raise OperatorError(str(exc), f"add it to the secret {deployment.secret_id} (README: Reconciliation)") from None
+    progress = _progress if sys.stderr.isatty() or not args.json else None
+    tally = reconciler.run(window, args.dry_run, progress)
+    if progress is not None:
+        end_progress()
+    if args.json:
+        print_json(_document(deployment, args, window, tally))
+    else:
+        print_text("\n".join(_summary(deployment, args, window, tally)))
+    return 1 if tally.errors else 0
+
+
+def _trust_the_local_sandbox(deployment: Deployment) -> None:
+    """The local run's TrafficStars sandbox has its own authority; a platform's real API has certifi's. With no
+    REQUESTS_CA_BUNDLE of the operator's, this process trusts both (a bundle of the two, in a temporary file)."""
+    if os.environ.get("REQUESTS_CA_BUNDLE") or not deployment.ca_bundle:
+        return
+    import requests.utils
+
+    with open(requests.utils.DEFAULT_CA_BUNDLE_PATH, encoding="utf-8") as public:
+        bundle = public.read()
+    with open(deployment.ca_bundle, encoding="utf-8") as local:
+        bundle += "\n" + local.read()
+    handle, path = tempfile.mkstemp(prefix="postback-relay-ca-", suffix=".pem")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(bundle)
+    os.environ["REQUESTS_CA_BUNDLE"] = path
+
+
+def _document(deployment: Deployment, args: argparse.Namespace, window: Window, tally: Tally) -> dict[str, Any]:
+    return {
+        "target": deployment.label,
+        "source": args.source,
+        "since": _iso(window.since),
+        "until": _iso(window.until),
+        "dry_run": args.dry_run,
+        **tally.as_dict(),
+    }
+
+
+def _summary(deployment: Deployment, args: argparse.Namespace, window: Window, tally: Tally) -> list[str]:
+    """A table of what the run found, then what a dry run would record, the notes and the errors."""
+    summary = tally.as_dict()
+    verb = "would recover" if args.dry_run else "recovered"
+    recovered = len(tally.would_record) if args.dry_run else summary["recovered"]
+    rows = [
+        ("listed", str(tally.listed)),
+        ("already recorded", str(tally.already_recorded)),
+        (verb, str(recovered)),
+        ("  of which sent", str(tally.sent)),
+        *((f"  of which {status}", str(n)) for status, n in sorted(tally.recovered.items()) if status != "sent"),
+        ("reversals", str(sum(tally.reversals.values()))),
+        *((f"ignored: {reason}", str(n)) for reason, n in sorted(tally.ignored.items())),
+        ("errors", str(len(tally.errors))),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{args.source} in {deployment.label}, {_iso(window.since)} to {_iso(window.until)}"]
+    lines += [f"  {label.ljust(width)}  {count}" for label, count in rows]
+    for shown in tally.would_record:
+        lines.append(f"  would record {shown['conversion_id']} ({shown['status']})  {shown.get('postback_url') or ''}")
+    lines += [f"note: {note}" for note in tally.notes]
+    lines += [f"error: {error}" for error in tally.errors]
+    return lines
+
+
+def _iso(moment: float) -> str:
+    from postback_relay.core.record import iso
+
+    return iso(moment)
+
+
+def _progress(done: int, listed: int) -> None:
+    width = 30
+    filled = width * done // max(1, listed)
+    show_progress(f"[{'#' * filled}{'.' * (width - filled)}] {done:,}/{listed:,}")
+
+
+COMMAND = Command(
+    name="reconcile",
+    help="recover the purchases a platform never delivered (--dry-run)",
+    description="List a window's purchases from the platform's API (its read-only key in the relay's secret) and "
+    "hand each to the same path as its webhook: one already recorded is left alone, a missing one is recorded "
+    "with origin reconcile and sent once with the lead_code its webhook would have had, a refund or dispute "
+    "found is applied first. --dry-run changes nothing and shows what would be sent (key redacted).",
+    add_arguments=add_arguments,
+    run=run,
+)

@@ -1,0 +1,78 @@
+"""Stripe's Events API, listed for reconciliation: the events a webhook endpoint would have received, as the very
+objects Stripe posts (an event's JSON is the webhook body), so platforms/stripe.py parses both alike.
+
+What it relies on (docs.stripe.com/api/events/list, docs.stripe.com/webhooks/process-undelivered-events, quoted in
+shared/reference/reconcile-and-tenants.md A.1): `GET /v1/events` with `types[]` (up to 20), `created[gte]`,
+`created[lte]`, `limit` (at most 100) and `starting_after` (the last id of the page), newest first, `has_more`;
+events are kept for 30 days, so an older part of a window is said in the run's notes and left to the webhook
+history. Authorization: a restricted key (`rk_…`) with read access to Events is enough; as a Bearer header."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postback_relay.core.reconcile import Window
+from postback_relay.reconcile.api import ApiClient, ApiError
+
+NAME = "stripe"
+KEY_FIELD = "stripe_api_key"  # the restricted key's name in the relay's secret
+DEFAULT_API_BASE = "https://api.stripe.com"
+EVENT_TYPES = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "invoice.paid",
+    "payment_intent.succeeded",
+    "charge.refunded",
+    "charge.dispute.created",
+)
+REVERSAL_TYPES = frozenset({"charge.refunded", "charge.dispute.created"})
+PAGE_SIZE = 100
+RETENTION_SECONDS = 30 * 86_400  # how long Stripe keeps events
+
+
+class StripeEvents:
+    """The window's events of the types the relay acts on, oldest first."""
+
+    source = NAME
+
+    def __init__(self, api: ApiClient, now: float) -> None:
+        self._api = api
+        self._now = now
+
+    @staticmethod
+    def headers(key: str) -> dict[str, str]:
+        """The authorization Stripe's API takes."""
+        return {"Authorization": f"Bearer {key}"}
+
+    def notes(self, window: Window) -> list[str]:
+        """What the window asks that the Events API cannot give."""
+        oldest = self._now - RETENTION_SECONDS
+        if window.since < oldest:
+            return ["Stripe keeps events for 30 days: the part of the window before that was not listed"]
+        return []
+
+    def list(self, window: Window) -> list[dict[str, Any]]:
+        """Every page of the window: its refunds and disputes first, then the rest oldest first (Stripe lists
+        newest first), so a purchase the run finds reversed is recorded reversed and never sent. ApiError when a
+        page cannot be read or is not a list of events."""
+        since = max(window.since, self._now - RETENTION_SECONDS)
+        params = [("types[]", kind) for kind in EVENT_TYPES]
+        params += [
+            ("created[gte]", str(int(since))),
+            ("created[lte]", str(int(window.until))),
+            ("limit", str(PAGE_SIZE)),
+        ]
+        events: list[dict[str, Any]] = []
+        starting_after: str | None = None
+        while True:
+            page_params = params + ([("starting_after", starting_after)] if starting_after else [])
+            page = self._api.get_json("/v1/events", page_params)
+            data = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(data, list) or not all(isinstance(event, dict) and "id" in event for event in data):
+                raise ApiError("Stripe's events page is not a list of events")
+            events.extend(data)
+            if not page.get("has_more") or not data:
+                break
+            starting_after = str(data[-1]["id"])
+        events.sort(key=lambda e: (e.get("type") not in REVERSAL_TYPES, int(e.get("created") or 0), str(e["id"])))
+        return events

@@ -1,0 +1,93 @@
+"""Reconciliation, orchestrated: a platform's listing of a window handed event by event to Relay.recover, the same
+parse → record → send path as its webhooks (core/reconcile.py says why). This module only orchestrates; each
+platform's listing is its own module in postback_relay/reconcile/.
+
+Kept here: a listing that cannot be read ends the run with what it counted and the error said (an expired key
+is the one to alarm on); a store that cannot be written stops the run (nothing is skipped past: the next run
+covers the same window again, and what this one recorded is then already recorded)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from postback_relay.aws.secrets import SecretKeyMissing
+from postback_relay.core.outcome import BadRequest, Unavailable
+from postback_relay.core.reconcile import Tally, Window
+from postback_relay.platforms import SOURCES
+from postback_relay.platforms.base import WebhookSource
+from postback_relay.reconcile import stripe
+from postback_relay.reconcile.api import ApiClient, ApiError
+from postback_relay.relay.orchestration import Relay
+
+logger = Logger(child=True)
+
+Progress = Callable[[int, int], None]  # (events done, events listed)
+
+
+class Listing(Protocol):
+    """One platform's list API, read for a window: its events in the shape of its webhooks, oldest first."""
+
+    source: str
+
+    def notes(self, window: Window) -> list[str]: ...
+
+    def list(self, window: Window) -> list[Any]: ...
+
+
+class Reconciler:
+    """Recovers what ``listing`` lists for ``source`` through ``relay``."""
+
+    def __init__(self, relay: Relay, source: WebhookSource, listing: Listing) -> None:
+        self._relay = relay
+        self._source = source
+        self._listing = listing
+
+    def run(self, window: Window, dry_run: bool = False, progress: Progress | None = None) -> Tally:
+        """Reconcile ``window``: list it, recover each event, count what became of each."""
+        tally = Tally(notes=self._listing.notes(window))
+        try:
+            events = self._listing.list(window)
+        except ApiError as exc:
+            tally.errors.append(f"{exc.code}: {exc}")
+            logger.warning("reconcile listing failed", extra={"source": self._source.name, "error": exc.code})
+            return tally
+        for done, event in enumerate(events, start=1):
+            tally.listed += 1
+            try:
+                tally.add(self._relay.recover(self._source, event, dry_run))
+            except BadRequest as exc:
+                tally.ignored["malformed"] += 1
+                logger.warning("reconcile event malformed", extra={"source": self._source.name, "reason": str(exc)})
+            except Unavailable as exc:
+                tally.errors.append(f"store_unavailable: {exc}")
+                break
+            if progress is not None:
+                progress(done, len(events))
+        logger.info("reconciled", extra={"source": self._source.name, **tally.as_dict(), "would_record": None})
+        return tally
+
+
+class NotReconcilable(Exception):
+    """A platform reconciliation cannot serve (yet), or one whose read-only key is not in the secret."""
+
+
+# The platforms with a listing, and the secret key of the read-only credential each needs.
+CREDENTIALS: dict[str, str] = {stripe.NAME: stripe.KEY_FIELD}
+
+
+def reconciler_for(relay: Relay, source_name: str, now: float) -> Reconciler:
+    """The reconciler of ``source_name`` for ``relay``'s tenant: its listing over its API base, with the key of
+    its secret; NotReconcilable when the platform has none or the key is missing."""
+    field = CREDENTIALS.get(source_name)
+    if field is None:
+        raise NotReconcilable(f"{source_name} cannot be reconciled (platforms: {', '.join(sorted(CREDENTIALS))})")
+    try:
+        key = relay.credential(field)
+    except SecretKeyMissing:
+        raise NotReconcilable(f"the secret has no {field}: add the platform's read-only key (README)") from None
+    settings = relay.settings
+    api = ApiClient(settings.stripe_api_base, stripe.StripeEvents.headers(key), key, settings.reconcile_max_requests)
+    return Reconciler(relay, SOURCES[source_name], stripe.StripeEvents(api, now))
