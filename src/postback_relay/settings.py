@@ -234,6 +234,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VEROTEL_SHOP_ID", "verotel_shop_id", optional_reader, "", "VerotelShopId", per_tenant=True),
     *_forward_variables(),
     Variable("STRIPE_API_BASE", "stripe_api_base", _as_given, "https://api.stripe.com"),
+    Variable("WOOCOMMERCE_STORE_URL", "woocommerce_store_url", _as_given, "", per_tenant=True),
     Variable("RECONCILE_SETTLE_SECONDS", "reconcile_settle_seconds", whole(0), "900"),
     Variable("RECONCILE_MAX_REQUESTS", "reconcile_max_requests", whole(1), "500"),
     Variable("FORWARD_TIMEOUT_SECONDS", "forward_timeout_seconds", _forward_timeout, "5", "ForwardTimeoutSeconds"),
@@ -290,6 +291,7 @@ class Settings:
     forward_timeout_seconds: float = 5.0  # how long the merchant's endpoint may take to answer a forward
     forward_on_failure: ForwardFailure = "pass"  # merchant down: pass its failure on, or answer the relay's answer
     stripe_api_base: str = "https://api.stripe.com"  # where reconciliation lists Stripe's events
+    woocommerce_store_url: str | None = None  # the store reconciliation lists orders from (https://shop.example.com)
     reconcile_settle_seconds: int = 900  # a purchase younger than this is left to its webhook
     reconcile_max_requests: int = 500  # a run's budget of API requests per platform
 
@@ -326,6 +328,7 @@ class Settings:
         values["trafficstars"] = TrafficStarsSettings.from_env(environ, values["local_mode"])
         values["forward_urls"] = _forward_urls(values["forward_urls"], values["local_mode"])
         values["stripe_api_base"] = _api_base(values["stripe_api_base"], "STRIPE_API_BASE", values["local_mode"])
+        values["woocommerce_store_url"] = _store_url(values["woocommerce_store_url"], values["local_mode"])
         return cls(**values)
 
     def for_tenant(self, overrides: Mapping[str, str]) -> Settings:
@@ -343,6 +346,7 @@ class Settings:
         values = read_variables(own, overrides)
         values["value_policy"] = _value_policy(values["value_policy"], overrides)
         values["forward_urls"] = _forward_urls(values["forward_urls"], self.local_mode)
+        values["woocommerce_store_url"] = _store_url(values["woocommerce_store_url"], self.local_mode)
         network = TrafficStarsSettings.from_env(overrides, self.local_mode)
         values["trafficstars"] = replace(
             network,
@@ -361,6 +365,11 @@ def _api_base(raw: str, name: str, local_mode: bool) -> str:
     if parts.scheme == "https" or (parts.scheme == "http" and local_mode and is_loopback(parts.hostname)):
         return url
     raise SettingsError(f"{name} must use https (http:// only for a loopback host with LOCAL_MODE=true)")
+
+
+def _store_url(raw: str, local_mode: bool) -> str | None:
+    """WOOCOMMERCE_STORE_URL: unset, or the store's base URL (a path for a store in a subfolder is kept)."""
+    return _api_base(raw, "WOOCOMMERCE_STORE_URL", local_mode) if raw.strip() else None
 
 
 def _forward_urls(raw: Mapping[str, str], local_mode: bool) -> dict[str, str | None]:

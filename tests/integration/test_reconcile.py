@@ -18,12 +18,14 @@ from postback_relay.core.reconcile import Tally, Window, settled_window
 from postback_relay.relay.reconciling import NotReconcilable, reconciler_for
 from postback_relay.runtime import get_runtime, reset_runtime
 from postback_relay_dev.sandbox import TrafficStarsSandbox
+from tests.integration.platforms import test_woocommerce as woocommerce
 from tests.integration.test_cli import LocalRun, local_run
 from tests.integration.test_cli import run as run_cli
 from tests.support.aws import Aws
 from tests.support.constants import FAULT_FIGURES, TEST_KEY, TEST_SOURCE_SECRETS, TEST_STRIPE_SECRET
 from tests.support.helpers import Invoker, charge_refunded, checkout_session, stripe_event
 from tests.support.stripe_api import API_KEY, StripeApi
+from tests.support.woocommerce_api import CONSUMER_KEY, CONSUMER_SECRET, WooCommerceApi
 
 HOUR = 3600.0
 __all__ = ["local_run"]  # the fixture (tests/integration/test_cli.py)
@@ -295,3 +297,100 @@ class TestTheCommand:
         local.put_secret({"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET})
         result = run_cli(capsys, "--local", "reconcile", "--source", "stripe", "--since", "24h")
         assert result.code == 2 and "stripe_api_key" in result.err
+
+
+@pytest.fixture(scope="session")
+def woo_server(authority: trustme.CA) -> Iterator[WooCommerceApi]:
+    server = WooCommerceApi(authority).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def woo_api(woo_server: WooCommerceApi, relay_env: pytest.MonkeyPatch, aws: Aws) -> Iterator[WooCommerceApi]:
+    woo_server.state.reset()
+    relay_env.setenv("WOOCOMMERCE_STORE_URL", woo_server.base_url)
+    aws.put_secret(
+        {
+            "trafficstars_key": TEST_KEY,
+            **TEST_SOURCE_SECRETS,
+            "woocommerce_consumer_key": CONSUMER_KEY,
+            "woocommerce_consumer_secret": CONSUMER_SECRET,
+        }
+    )
+    reset_runtime()
+    yield woo_server
+    woo_server.state.reset()
+
+
+def order(number: int, modified: float, status: str = "processing") -> dict[str, Any]:
+    placed = woocommerce.wc_order(
+        order_id=1000 + number, status=status, click_id=click(number), order_key=f"wc_order_{number:05d}"
+    )
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(modified))
+    return {**placed, "date_created_gmt": stamp, "date_modified_gmt": stamp}
+
+
+def reconcile_woo(dry_run: bool = False) -> Tally:
+    now = time.time()
+    relay = get_runtime().relay
+    window = settled_window(now - 7 * 86_400, None, now, relay.settings.reconcile_settle_seconds)
+    return reconciler_for(relay, "woocommerce", now).run(window, dry_run)
+
+
+class TestWooCommerce:
+    """WooCommerce never retries a webhook and disables one after a few failures: its orders are listed back."""
+
+    def test_orders_whose_webhooks_were_lost_are_recovered_once_and_a_second_run_sends_nothing(
+        self, invoke: Invoker, woo_api: WooCommerceApi, sandbox: TrafficStarsSandbox, aws: Aws
+    ) -> None:
+        start = time.time() - 3 * HOUR
+        orders = [order(n, start + n * 60) for n in range(150)]  # two pages
+        woo_api.state.orders.extend(orders)
+        for placed in orders[:50]:
+            assert woocommerce.deliver(invoke, "order.created", placed).status == 200
+        tally = reconcile_woo()
+        assert (tally.listed, tally.already_recorded, dict(tally.recovered), tally.errors) == (
+            150,
+            50,
+            {"sent": 100},
+            [],
+        )
+        record = aws.record("woocommerce#1149:wc_order_00149")
+        assert record is not None and (record["status"], record["origin"]) == ("sent", "reconcile")
+        again = reconcile_woo()
+        assert (again.already_recorded, sum(again.recovered.values())) == (150, 0)
+        codes = accepted_lead_codes(sandbox)
+        assert len(codes) == len(set(codes)) == 150
+        [first] = woo_api.state.requests[:1]
+        assert (first["dates_are_gmt"], first["order"], first["per_page"]) == ("true", "asc", "100")
+
+    def test_an_order_refunded_before_the_run_is_recorded_refunded_and_never_sent(
+        self, woo_api: WooCommerceApi, sandbox: TrafficStarsSandbox, aws: Aws
+    ) -> None:
+        woo_api.state.orders.append(order(1, time.time() - 2 * HOUR, status="refunded"))
+        tally = reconcile_woo()
+        record = aws.record("woocommerce#1001:wc_order_00001")
+        assert dict(tally.reversals) == {"refunded": 1} and sandbox.state.received == []
+        assert record is not None and record["status"] == "refunded"
+
+    def test_a_refused_key_is_reported_without_the_secret(self, woo_api: WooCommerceApi, aws: Aws) -> None:
+        aws.put_secret(
+            {
+                "trafficstars_key": TEST_KEY,
+                "woocommerce_consumer_key": CONSUMER_KEY,
+                "woocommerce_consumer_secret": "cs_wrong_canary",
+            }
+        )
+        reset_runtime()
+        [error] = reconcile_woo().errors
+        assert error.startswith("credentials_refused: HTTP 401") and "cannot list resources" in error
+        assert "cs_wrong_canary" not in error and aws.items() == []
+
+    def test_without_the_store_url_it_says_which_setting_to_set(
+        self, woo_api: WooCommerceApi, relay_env: pytest.MonkeyPatch
+    ) -> None:
+        relay_env.delenv("WOOCOMMERCE_STORE_URL")
+        reset_runtime()
+        with pytest.raises(NotReconcilable, match="WOOCOMMERCE_STORE_URL"):
+            reconciler_for(get_runtime().relay, "woocommerce", time.time())

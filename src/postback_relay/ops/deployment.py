@@ -127,7 +127,7 @@ def relay_environment(deployment: Deployment) -> dict[str, str]:
     by_parameter = {
         v.name: deployment.parameters[v.parameter] for v in ALL_VARIABLES if v.parameter in deployment.parameters
     }
-    passed = {name: os.environ[name] for name in ("STRIPE_API_BASE",) if name in os.environ}
+    passed = {name: os.environ[name] for name in ("STRIPE_API_BASE", "WOOCOMMERCE_STORE_URL") if name in os.environ}
     return {**by_parameter, **passed, **fixed}
 
 

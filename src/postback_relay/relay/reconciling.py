@@ -18,7 +18,7 @@ from postback_relay.core.outcome import BadRequest, Unavailable
 from postback_relay.core.reconcile import Tally, Window
 from postback_relay.platforms import SOURCES
 from postback_relay.platforms.base import WebhookSource
-from postback_relay.reconcile import stripe
+from postback_relay.reconcile import stripe, woocommerce
 from postback_relay.reconcile.api import ApiClient, ApiError
 from postback_relay.relay.orchestration import Relay
 
@@ -74,20 +74,35 @@ class NotReconcilable(Exception):
     """A platform reconciliation cannot serve (yet), or one whose read-only key is not in the secret."""
 
 
-# The platforms with a listing, and the secret key of the read-only credential each needs.
-CREDENTIALS: dict[str, str] = {stripe.NAME: stripe.KEY_FIELD}
+# The platforms with a listing, and the keys of the read-only credential each needs in the relay's secret.
+CREDENTIALS: dict[str, tuple[str, ...]] = {
+    stripe.NAME: (stripe.KEY_FIELD,),
+    woocommerce.NAME: (woocommerce.KEY_FIELD, woocommerce.SECRET_FIELD),
+}
 
 
 def reconciler_for(relay: Relay, source_name: str, now: float) -> Reconciler:
-    """The reconciler of ``source_name`` for ``relay``'s tenant: its listing over its API base, with the key of
-    its secret; NotReconcilable when the platform has none or the key is missing."""
-    field = CREDENTIALS.get(source_name)
-    if field is None:
+    """The reconciler of ``source_name`` for ``relay``'s tenant: its listing over its API, with the read-only
+    credential of its secret; NotReconcilable when the platform has none, or its key or store URL is missing."""
+    fields = CREDENTIALS.get(source_name)
+    if fields is None:
         raise NotReconcilable(f"{source_name} cannot be reconciled (platforms: {', '.join(sorted(CREDENTIALS))})")
     try:
-        key = relay.credential(field)
-    except SecretKeyMissing:
-        raise NotReconcilable(f"the secret has no {field}: add the platform's read-only key (README)") from None
+        values = [relay.credential(field) for field in fields]
+    except SecretKeyMissing as exc:
+        raise NotReconcilable(f"{exc}: add the platform's read-only key (README, Reconciliation)") from None
     settings = relay.settings
-    api = ApiClient(settings.stripe_api_base, stripe.StripeEvents.headers(key), key, settings.reconcile_max_requests)
-    return Reconciler(relay, SOURCES[source_name], stripe.StripeEvents(api, now))
+    budget = settings.reconcile_max_requests
+    listing: Listing
+    if source_name == stripe.NAME:
+        [key] = values
+        listing = stripe.StripeEvents(
+            ApiClient(settings.stripe_api_base, stripe.StripeEvents.headers(key), key, budget), now
+        )
+    else:
+        key, secret = values
+        if settings.woocommerce_store_url is None:
+            raise NotReconcilable("WOOCOMMERCE_STORE_URL is not set: the store's address (README, Reconciliation)")
+        headers = woocommerce.WooCommerceOrders.headers(key, secret)
+        listing = woocommerce.WooCommerceOrders(ApiClient(settings.woocommerce_store_url, headers, secret, budget))
+    return Reconciler(relay, SOURCES[source_name], listing)
