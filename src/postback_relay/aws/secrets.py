@@ -87,6 +87,11 @@ class RelaySecrets:
             return [item for item in value if isinstance(item, str) and item and not is_placeholder(item)]
         return []
 
+    def has(self, field: str) -> bool:
+        """Whether ``field`` holds a value (not empty, not the stack's placeholder)."""
+        value = self._values.get(field)
+        return isinstance(value, str) and bool(value) and not is_placeholder(value)
+
     def placeholders(self) -> list[str]:
         """The keys whose value is still the stack's placeholder (what `check` asks the operator to paste)."""
         return sorted(key for key, value in self._values.items() if is_placeholder(value))

@@ -42,6 +42,7 @@ def run(deployment: Deployment, required_sources: Iterable[str] = ()) -> list[Ch
         *([] if deployment.local else [settings_check(deployment.parameters)]),
         health_check(deployment),
         *alarm_checks(deployment),
+        *reconcile_checks(deployment),
     ]
 
 
@@ -97,6 +98,40 @@ def judge_secret(
         checks.append(Check(f"source {name}", level, detail, f"if you use {name}, add {field}: {put}"))
     if configured == 0:
         checks.append(Check("sources", "FAIL", "no source has its signing secret: every webhook is refused", f"{put}"))
+    return checks
+
+
+def reconcile_checks(deployment: Deployment) -> list[Check]:
+    """Each platform whose read-only reconcile key is in the secret: one cheap read with it (README,
+    Reconciliation). A platform without one is not reconciled, which is no fault: nothing is said of it."""
+    import time
+
+    from botocore.exceptions import ClientError
+
+    from postback_relay.ops.deployment import relay_environment
+    from postback_relay.reconcile.api import ApiError, CredentialsRefused
+    from postback_relay.relay.reconciling import CREDENTIALS, NotReconcilable, listing_for
+
+    try:
+        secrets = deployment.secrets()
+        settings = Settings.from_env(relay_environment(deployment))
+    except (OperatorError, SettingsError, ClientError):
+        return []  # the secret's and the settings' own checks say why
+    checks: list[Check] = []
+    for name, fields in CREDENTIALS.items():
+        if not any(secrets.has(field) for field in fields):
+            continue
+        try:
+            listing_for(settings, secrets.value, name, time.time()).probe()
+        except NotReconcilable as exc:
+            checks.append(Check(f"reconcile {name}", "FAIL", str(exc), "README: Reconciliation"))
+        except CredentialsRefused as exc:
+            fix = f"create a new read-only key and put it in the secret as {fields[0]} (README: Reconciliation)"
+            checks.append(Check(f"reconcile {name}", "FAIL", f"the API refused the key: {exc}", fix))
+        except ApiError as exc:
+            checks.append(Check(f"reconcile {name}", "WARN", f"the API could not be read: {exc}", "try again later"))
+        else:
+            checks.append(Check(f"reconcile {name}", "OK", f"{' and '.join(fields)} read the API"))
     return checks
 
 

@@ -51,6 +51,10 @@ class StripeEvents:
             return ["Stripe keeps events for 30 days: the part of the window before that was not listed"]
         return []
 
+    def probe(self) -> None:
+        """One event, the cheapest read the key's Events permission allows."""
+        self._api.get_json("/v1/events", [("limit", "1")])
+
     def list(self, window: Window) -> list[dict[str, Any]]:
         """Every page of the window: its refunds and disputes first, then the rest oldest first (Stripe lists
         newest first), so a purchase the run finds reversed is recorded reversed and never sent. ApiError when a

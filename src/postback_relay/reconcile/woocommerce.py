@@ -47,6 +47,10 @@ class WooCommerceOrders:
         """Nothing the API cannot give: WooCommerce keeps its orders."""
         return []
 
+    def probe(self) -> None:
+        """One order, the cheapest read a Read key allows."""
+        self._api.get_json(ORDERS_PATH, [("per_page", "1"), ("dates_are_gmt", "true")])
+
     def list(self, window: Window) -> list[dict[str, Any]]:
         """Every page, until one comes back short; ApiError when a page is not a list of orders."""
         params = [

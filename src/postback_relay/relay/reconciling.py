@@ -21,6 +21,7 @@ from postback_relay.platforms.base import WebhookSource
 from postback_relay.reconcile import stripe, woocommerce
 from postback_relay.reconcile.api import ApiClient, ApiError
 from postback_relay.relay.orchestration import Relay
+from postback_relay.settings import Settings
 
 logger = Logger(child=True)
 
@@ -35,6 +36,10 @@ class Listing(Protocol):
     def notes(self, window: Window) -> list[str]: ...
 
     def list(self, window: Window) -> list[Any]: ...
+
+    def probe(self) -> None:
+        """One cheap read with the credential (`postback-relay check`); ApiError when it is refused."""
+        ...
 
 
 class Reconciler:
@@ -84,25 +89,27 @@ CREDENTIALS: dict[str, tuple[str, ...]] = {
 def reconciler_for(relay: Relay, source_name: str, now: float) -> Reconciler:
     """The reconciler of ``source_name`` for ``relay``'s tenant: its listing over its API, with the read-only
     credential of its secret; NotReconcilable when the platform has none, or its key or store URL is missing."""
+    listing = listing_for(relay.settings, relay.credential, source_name, now)
+    return Reconciler(relay, SOURCES[source_name], listing)
+
+
+def listing_for(settings: Settings, credential: Callable[[str], str], source_name: str, now: float) -> Listing:
+    """``source_name``'s listing under ``settings``, with the credential ``credential`` reads from the secret
+    (raising SecretKeyMissing); what a run and `postback-relay check` both use."""
     fields = CREDENTIALS.get(source_name)
     if fields is None:
         raise NotReconcilable(f"{source_name} cannot be reconciled (platforms: {', '.join(sorted(CREDENTIALS))})")
     try:
-        values = [relay.credential(field) for field in fields]
+        values = [credential(field) for field in fields]
     except SecretKeyMissing as exc:
         raise NotReconcilable(f"{exc}: add the platform's read-only key (README, Reconciliation)") from None
-    settings = relay.settings
     budget = settings.reconcile_max_requests
-    listing: Listing
     if source_name == stripe.NAME:
         [key] = values
-        listing = stripe.StripeEvents(
-            ApiClient(settings.stripe_api_base, stripe.StripeEvents.headers(key), key, budget), now
-        )
-    else:
-        key, secret = values
-        if settings.woocommerce_store_url is None:
-            raise NotReconcilable("WOOCOMMERCE_STORE_URL is not set: the store's address (README, Reconciliation)")
-        headers = woocommerce.WooCommerceOrders.headers(key, secret)
-        listing = woocommerce.WooCommerceOrders(ApiClient(settings.woocommerce_store_url, headers, secret, budget))
-    return Reconciler(relay, SOURCES[source_name], listing)
+        api = ApiClient(settings.stripe_api_base, stripe.StripeEvents.headers(key), key, budget)
+        return stripe.StripeEvents(api, now)
+    key, secret = values
+    if settings.woocommerce_store_url is None:
+        raise NotReconcilable("WOOCOMMERCE_STORE_URL is not set: the store's address (README, Reconciliation)")
+    headers = woocommerce.WooCommerceOrders.headers(key, secret)
+    return woocommerce.WooCommerceOrders(ApiClient(settings.woocommerce_store_url, headers, secret, budget))
