@@ -128,11 +128,7 @@ def _biller(tenant: str, biller: RequestSource) -> Response[str]:
     _serving(biller.name, tenant)
     relay = get_runtime().tenants.serving(tenant, biller.name)
     outcome = relay.receive(biller, _inbound(biller.name, relay.settings.max_body_bytes))
-    answer = _answer(biller.name, outcome, "webhook handled")
-    text = relay.settings.success_text(biller)
-    if text is None or answer.status_code != 200 or (outcome.forwarded is not None and outcome.forwarded.replaces):
-        return answer  # never the platform's success word before the event is durable (a 503 asks again)
-    return Response(200, "text/plain; charset=utf-8", text, {STATUS_HEADER: outcome.status})
+    return _answer(biller.name, outcome, "webhook handled", relay.settings.success_text(biller))
 
 
 @app.get("/postback")
@@ -192,8 +188,10 @@ def _serving(source_name: str, tenant: str | None = None) -> None:
         app.append_context(tenant=named)
 
 
-def _answer(source_name: str, outcome: Outcome, message: str) -> Response[str]:
-    """A processed request's metrics, trace annotations and summary log line, then its JSON answer."""
+def _answer(source_name: str, outcome: Outcome, message: str, success_text: str | None = None) -> Response[str]:
+    """A processed request's metrics, trace annotations and summary log line, then its answer: the merchant's in
+    forward mode, else the platform's own ``success_text`` (Verotel's `OK`) for a settled outcome, else JSON.
+    Never the platform's success word before the event is durable (a 503 asks again)."""
     telemetry.publish(telemetry.webhook_metrics(source_name, outcome, outcome.tenant))
     _annotate_trace(source_name, outcome.status, outcome.event_id, outcome.conversion_id)
     if outcome.conversion_id:
@@ -205,6 +203,8 @@ def _answer(source_name: str, outcome: Outcome, message: str) -> Response[str]:
         merchant = _merchant_answer(outcome.forwarded, outcome.status)
         if merchant is not None:
             return merchant
+    if success_text is not None and http_status == 200:
+        return Response(200, "text/plain; charset=utf-8", success_text, {STATUS_HEADER: outcome.status})
     return _json(http_status, outcome.body)
 
 

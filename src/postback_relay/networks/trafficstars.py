@@ -307,13 +307,19 @@ class TrafficStarsClient:
         return build_url(self.base_url, postback, REDACTED, self.form)
 
 
+def trusted_authorities() -> str | None:
+    """The certificate bundle the environment names (REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, as requests reads
+    them); None for requests' own (certifi's)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
 def environment_session(base_url: str) -> requests.Session:
     """A session that applies the environment (REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, HTTPS_PROXY, NO_PROXY)
     as requests does, but reads it once here instead of on every request: with ``trust_env`` requests looks
     up the proxy variables and ~/.netrc per call, ~50 µs of a webhook's ~1 ms of CPU."""
     session = requests.Session()
     session.trust_env = False
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.verify = trusted_authorities() or True
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     return session
 

@@ -14,7 +14,6 @@ each read are bounded by it, and the relay stops waiting at it whatever the sock
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 import ssl
 import threading
@@ -42,6 +41,7 @@ from postback_relay.core.forwarding import (
     settle,
 )
 from postback_relay.core.inbound import InboundRequest
+from postback_relay.networks.trafficstars import trusted_authorities
 
 logger = Logger(child=True)
 
@@ -106,9 +106,8 @@ class Forwarder:
         self._on_failure = on_failure
         self._local_mode = local_mode
         self._resolver = resolver
-        # the authorities requests would trust: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else certifi's bundle
-        environment = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        self._ca_bundle = environment or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        # the authorities the TrafficStars client trusts too (urllib3 needs the default bundle's path named)
+        self._ca_bundle = trusted_authorities() or requests.utils.DEFAULT_CA_BUNDLE_PATH
 
     def forwards(self, route: str) -> bool:
         """Whether requests to ``route`` are forwarded (its `<PLATFORM>_FORWARD_URL` is set)."""

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from aws_lambda_powertools import Logger
@@ -25,7 +25,6 @@ from postback_relay.core.conversion import Conversion, Ignored, Link, Reversal
 from postback_relay.core.inbound import InboundRequest
 from postback_relay.core.outcome import BadRequest, Outcome, PayloadTooLarge, RelayError, Unavailable
 from postback_relay.core.ratelimit import TokenBucket
-from postback_relay.core.reconcile import Recovered
 from postback_relay.core.record import UPGRADABLE
 from postback_relay.core.tenant import DEFAULT_TENANT
 from postback_relay.networks.trafficstars import TrafficStarsClient
@@ -38,6 +37,9 @@ from postback_relay.relay.reversals import Reverser
 from postback_relay.relay.sending import Sender, tag_logs, tag_tenant
 from postback_relay.relay.verification import Verifier
 from postback_relay.settings import Settings
+
+if TYPE_CHECKING:
+    from postback_relay.core.reconcile import Recovered
 
 logger = Logger(child=True)
 
@@ -212,6 +214,8 @@ class Relay:
         and sent as its webhook would have been; a reversal is applied as its webhook's would be. With
         ``dry_run`` nothing is written or sent: the answer says what would be (``would_record``, with the
         postback URL, key redacted; ``would_reverse``)."""
+        from postback_relay.core.reconcile import Recovered  # reconcile runs only: off the webhook's cold start
+
         event = self._parse(source, payload)
         if isinstance(event, Ignored):
             return Recovered("ignored", Outcome("ignored", {"status": "ignored", "reason": event.reason}))
