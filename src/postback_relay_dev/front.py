@@ -9,11 +9,12 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 from postback_relay_dev.apigw import LocalContext, build_event
+from postback_relay_dev.loopback import LoopbackServer
 from postback_relay_dev.template import Route
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -68,20 +69,17 @@ class LocalApi:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
-        self._server = ThreadingHTTPServer((host, port), _RequestHandler)
-        self._server.daemon_threads = True
-        self.base_url = f"http://{host}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
+        self._server = LoopbackServer(_RequestHandler, None, host, port, name="local-api")
+        self.base_url = self._server.base_url
 
     def start(self) -> LocalApi:
         """Start serving; returns self."""
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted."""

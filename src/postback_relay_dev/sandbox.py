@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+from postback_relay_dev.loopback import LoopbackServer
 
 if TYPE_CHECKING:
     import trustme
@@ -111,7 +112,8 @@ def answer_for(
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _SandboxServer
+    state: SandboxState  # set on the subclass each sandbox serves
+    https: bool
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes: with Nagle on, the body waits ~40 ms for a delayed ACK on every
     # reused connection. A real server does not stall like that, so neither does the sandbox.
@@ -121,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         return  # the relay logs what matters; the key must not reach stderr from here either
 
     def do_GET(self) -> None:
-        state = self.server.state
+        state = self.state
         parts = urlsplit(self.path)
         if parts.path == "/__sandbox/requests":
             with state.lock:
@@ -152,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         given = params.get("key")
         account = "default" if given == state.key else next((a for a, k in state.accounts.items() if k == given), None)
         expected = state.key if account in (None, "default") else state.accounts[str(account)]
-        status, answer = answer_for(click_id, params, expected, self.server.https, form)
+        status, answer = answer_for(click_id, params, expected, self.https, form)
         key_matched = account is not None
         shown = {k: ("***" if k == "key" else v) for k, v in params.items()}
         received = Received(click_id, shown, key_matched, status, answer, time.time(), form, account)
@@ -173,15 +175,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
         if path == "/__sandbox/reset":
-            self.server.state.reset()
+            self.state.reset()
             self._reply(200, json.dumps({"ok": True}))
             return
         if path == "/__sandbox/outage":  # answer every postback 503 until /__sandbox/recover
-            self.server.state.fault = lambda received: (503, json.dumps({"error": {"msg": "sandbox outage"}}))
+            self.state.fault = lambda received: (503, json.dumps({"error": {"msg": "sandbox outage"}}))
             self._reply(200, json.dumps({"ok": True, "outage": True}))
             return
         if path == "/__sandbox/recover":
-            self.server.state.fault = None
+            self.state.fault = None
             self._reply(200, json.dumps({"ok": True, "outage": False}))
             return
         self._reply(405, json.dumps({"error": {"msg": "method not allowed"}}))
@@ -195,15 +197,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-class _SandboxServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], state: SandboxState, https: bool) -> None:
-        super().__init__(address, _Handler)
-        self.state = state
-        self.https = https
-
-
 class TrafficStarsSandbox:
     """The sandbox server, run in a background thread."""
 
@@ -212,21 +205,15 @@ class TrafficStarsSandbox:
         REQUESTS_CA_BUNDLE), over plain HTTP without one. The certificate names the loopback addresses and
         localhost as well as ``host``, and its key never leaves memory."""
         self.state = SandboxState(key=key)
-        self._server = _SandboxServer((host, port), self.state, https=authority is not None)
-        if authority is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            authority.issue_cert(*dict.fromkeys((host, "127.0.0.1", "::1", "localhost"))).configure_cert(context)
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="trafficstars-sandbox", daemon=True)
-        scheme = "https" if authority is not None else "http"
-        self.base_url = f"{scheme}://{host}:{self._server.server_address[1]}/api/v1/cpa/action"
+        handler = type("SandboxHandler", (_Handler,), {"state": self.state, "https": authority is not None})
+        self._server = LoopbackServer(handler, authority, host, port, name="trafficstars-sandbox")
+        self.base_url = f"{self._server.base_url}/api/v1/cpa/action"
 
     def start(self) -> TrafficStarsSandbox:
         """Start serving; returns self."""
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

@@ -4,17 +4,16 @@ a content type and a body, after a delay, or a redirect."""
 
 from __future__ import annotations
 
-import ssl
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
+
+from tests.support.platform_api import Answer, ApiRequest, PlatformApi
 
 if TYPE_CHECKING:
     import trustme
 
-NAMES = ("127.0.0.1", "localhost", "members.merchant.test")
+HOST_NAMES = ("members.merchant.test",)  # a name the tests resolve to 127.0.0.1
 
 
 @dataclass(frozen=True)
@@ -51,64 +50,25 @@ class MerchantBehaviour:
         self.__init__()  # type: ignore[misc]
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that stopped waiting (the timeout test) is expected, not a failure to print
-
-
-class MerchantEndpoint:
+class MerchantEndpoint(PlatformApi):
     """An HTTPS server on 127.0.0.1 whose behaviour a test sets (``behaviour``) and whose requests it reads."""
 
     def __init__(self, authority: trustme.CA) -> None:
         self.behaviour = MerchantBehaviour()
+        super().__init__(authority, host_names=HOST_NAMES)
+
+    def answer(self, request: ApiRequest) -> Answer:
         behaviour = self.behaviour
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                behaviour.received.append(MerchantRequest(self.command, self.path, headers, body))
-                if behaviour.drop:
-                    self.close_connection = True
-                    return
-                if behaviour.delay_seconds:
-                    time.sleep(behaviour.delay_seconds)
-                self.send_response(behaviour.status)
-                if behaviour.location:
-                    self.send_header("Location", behaviour.location)
-                self.send_header("Content-Type", behaviour.content_type)
-                self.send_header("Content-Length", str(len(behaviour.body)))
-                self.end_headers()
-                try:
-                    self.wfile.write(behaviour.body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the relay stopped waiting (a timeout test)
-
-            do_GET = _serve  # noqa: N815 - http.server's naming
-            do_POST = _serve  # noqa: N815
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-                pass
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        authority.issue_cert(*NAMES).configure_cert(context)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        target = request.path + (f"?{request.query}" if request.query else "")
+        behaviour.received.append(MerchantRequest(request.method, target, request.headers, request.body))
+        if behaviour.drop:
+            return None
+        if behaviour.delay_seconds:
+            time.sleep(behaviour.delay_seconds)
+        headers = {"Content-Type": behaviour.content_type}
+        if behaviour.location:
+            headers["Location"] = behaviour.location
+        return behaviour.status, behaviour.body, headers
 
     def url(self, path: str = "/postbacks/verotel.php", host: str = "127.0.0.1") -> str:
         return f"https://{host}:{self.port}{path}"
-
-    def start(self) -> MerchantEndpoint:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -5,13 +5,11 @@ bodies for a wrong or expired key, and 429s with Retry-After when a test asks fo
 
 from __future__ import annotations
 
-import json
-import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+
+from tests.support.platform_api import Answer, ApiRequest, PlatformApi
 
 if TYPE_CHECKING:
     import trustme
@@ -44,80 +42,46 @@ def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
     return {"error": error}
 
 
-class StripeApi:
+class StripeApi(PlatformApi):
     """The server; ``state`` is what it holds and how it answers."""
 
     def __init__(self, authority: trustme.CA) -> None:
         self.state = StripeState()
+        super().__init__(authority)
+
+    def answer(self, request: ApiRequest) -> Answer:
         state = self.state
+        with state.lock:
+            state.requests.append(request.params)
+            given = request.headers.get("authorization", "")
+            if given != f"Bearer {state.key}":
+                shown = given.removeprefix("Bearer ")[:8] + "****"
+                return 401, _error(f"Invalid API Key provided: {shown}", "invalid_request_error"), {}
+            if state.expired:
+                message = "Expired API Key provided: rk_test_****. Create a new key."
+                return 401, _error(message, "invalid_request_error", "api_key_expired"), {}
+            if state.throttle > 0:
+                state.throttle -= 1
+                message = "Request rate limit exceeded."
+                return 429, _error(message, "invalid_request_error", "rate_limit"), {"Retry-After": "0"}
+            if request.path != "/v1/events":
+                return 404, _error(f"Unrecognized request URL (GET: {request.path})", "invalid_request_error"), {}
+            return 200, self._events(request.params), {}
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                parts = urlsplit(self.path)
-                params: dict[str, list[str]] = {}
-                for name, value in parse_qsl(parts.query, keep_blank_values=True):
-                    params.setdefault(name, []).append(value)
-                with state.lock:
-                    state.requests.append(params)
-                    status, body, headers = self._answer(parts.path, params)
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def _answer(self, path: str, params: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
-                given = self.headers.get("Authorization", "")
-                if given != f"Bearer {state.key}":
-                    shown = given.removeprefix("Bearer ")[:8] + "****"
-                    return 401, _error(f"Invalid API Key provided: {shown}", "invalid_request_error"), {}
-                if state.expired:
-                    message = "Expired API Key provided: rk_test_****. Create a new key."
-                    return 401, _error(message, "invalid_request_error", "api_key_expired"), {}
-                if state.throttle > 0:
-                    state.throttle -= 1
-                    message = "Request rate limit exceeded."
-                    return 429, _error(message, "invalid_request_error", "rate_limit"), {"Retry-After": "0"}
-                if path != "/v1/events":
-                    return 404, _error(f"Unrecognized request URL (GET: {path})", "invalid_request_error"), {}
-                return 200, self._events(params), {}
-
-            def _events(self, params: dict[str, list[str]]) -> dict[str, Any]:
-                types = set(params.get("types[]", []))
-                since = int(params.get("created[gte]", ["0"])[0])
-                until = int(params.get("created[lte]", [str(2**40)])[0])
-                limit = max(1, min(100, int(params.get("limit", ["10"])[0])))
-                listed = [
-                    event
-                    for event in state.events
-                    if (not types or event["type"] in types) and since <= event["created"] <= until
-                ]
-                listed.sort(key=lambda event: (event["created"], event["id"]), reverse=True)  # newest first
-                after = params.get("starting_after", [None])[0]
-                if after is not None:
-                    ids = [event["id"] for event in listed]
-                    listed = listed[ids.index(after) + 1 :] if after in ids else []
-                page = listed[:limit]
-                return {"object": "list", "data": page, "has_more": len(listed) > limit, "url": "/v1/events"}
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self.base_url = f"https://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> StripeApi:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def _events(self, params: dict[str, list[str]]) -> dict[str, Any]:
+        types = set(params.get("types[]", []))
+        since = int(params.get("created[gte]", ["0"])[0])
+        until = int(params.get("created[lte]", [str(2**40)])[0])
+        limit = max(1, min(100, int(params.get("limit", ["10"])[0])))
+        listed = [
+            event
+            for event in self.state.events
+            if (not types or event["type"] in types) and since <= event["created"] <= until
+        ]
+        listed.sort(key=lambda event: (event["created"], event["id"]), reverse=True)  # newest first
+        after = params.get("starting_after", [None])[0]
+        if after is not None:
+            ids = [event["id"] for event in listed]
+            listed = listed[ids.index(after) + 1 :] if after in ids else []
+        page = listed[:limit]
+        return {"object": "list", "data": page, "has_more": len(listed) > limit, "url": "/v1/events"}
