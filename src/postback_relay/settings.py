@@ -234,8 +234,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VEROTEL_SHOP_ID", "verotel_shop_id", optional_reader, "", "VerotelShopId", per_tenant=True),
     *_forward_variables(),
     Variable("STRIPE_API_BASE", "stripe_api_base", _as_given, "https://api.stripe.com"),
+    Variable("SHOPIFY_SHOP_URL", "shopify_shop_url", _as_given, "", per_tenant=True),
     Variable("WOOCOMMERCE_STORE_URL", "woocommerce_store_url", _as_given, "", per_tenant=True),
+    Variable("PADDLE_API_BASE", "paddle_api_base", _as_given, "https://api.paddle.com"),
+    Variable("LEMONSQUEEZY_API_BASE", "lemonsqueezy_api_base", _as_given, "https://api.lemonsqueezy.com"),
     Variable("RECONCILE_SETTLE_SECONDS", "reconcile_settle_seconds", whole(0), "900"),
+    Variable("RECONCILE_OVERLAP_SECONDS", "reconcile_overlap_seconds", whole(0), "3600"),
     Variable("RECONCILE_MAX_REQUESTS", "reconcile_max_requests", whole(1), "500"),
     Variable("FORWARD_TIMEOUT_SECONDS", "forward_timeout_seconds", _forward_timeout, "5", "ForwardTimeoutSeconds"),
     Variable(
@@ -291,8 +295,12 @@ class Settings:
     forward_timeout_seconds: float = 5.0  # how long the merchant's endpoint may take to answer a forward
     forward_on_failure: ForwardFailure = "pass"  # merchant down: pass its failure on, or answer the relay's answer
     stripe_api_base: str = "https://api.stripe.com"  # where reconciliation lists Stripe's events
+    shopify_shop_url: str | None = None  # the shop reconciliation lists orders from (https://<shop>.myshopify.com)
     woocommerce_store_url: str | None = None  # the store reconciliation lists orders from (https://shop.example.com)
+    paddle_api_base: str = "https://api.paddle.com"  # where reconciliation lists Paddle's events
+    lemonsqueezy_api_base: str = "https://api.lemonsqueezy.com"  # where reconciliation lists Lemon Squeezy's orders
     reconcile_settle_seconds: int = 900  # a purchase younger than this is left to its webhook
+    reconcile_overlap_seconds: int = 3600  # a scheduled run starts this long before where the last one ended
     reconcile_max_requests: int = 500  # a run's budget of API requests per platform
 
     @property
@@ -327,8 +335,10 @@ class Settings:
         values["value_policy"] = _value_policy(values["value_policy"], environ)
         values["trafficstars"] = TrafficStarsSettings.from_env(environ, values["local_mode"])
         values["forward_urls"] = _forward_urls(values["forward_urls"], values["local_mode"])
-        values["stripe_api_base"] = _api_base(values["stripe_api_base"], "STRIPE_API_BASE", values["local_mode"])
-        values["woocommerce_store_url"] = _store_url(values["woocommerce_store_url"], values["local_mode"])
+        for name, variable in API_BASES.items():
+            values[name] = _api_base(values[name], variable, values["local_mode"])
+        for name, variable in SHOP_URLS.items():
+            values[name] = _shop_url(values[name], variable, values["local_mode"])
         return cls(**values)
 
     def for_tenant(self, overrides: Mapping[str, str]) -> Settings:
@@ -346,7 +356,8 @@ class Settings:
         values = read_variables(own, overrides)
         values["value_policy"] = _value_policy(values["value_policy"], overrides)
         values["forward_urls"] = _forward_urls(values["forward_urls"], self.local_mode)
-        values["woocommerce_store_url"] = _store_url(values["woocommerce_store_url"], self.local_mode)
+        for name, variable in SHOP_URLS.items():
+            values[name] = _shop_url(values[name], variable, self.local_mode)
         network = TrafficStarsSettings.from_env(overrides, self.local_mode)
         values["trafficstars"] = replace(
             network,
@@ -367,9 +378,21 @@ def _api_base(raw: str, name: str, local_mode: bool) -> str:
     raise SettingsError(f"{name} must use https (http:// only for a loopback host with LOCAL_MODE=true)")
 
 
-def _store_url(raw: str, local_mode: bool) -> str | None:
-    """WOOCOMMERCE_STORE_URL: unset, or the store's base URL (a path for a store in a subfolder is kept)."""
-    return _api_base(raw, "WOOCOMMERCE_STORE_URL", local_mode) if raw.strip() else None
+def _shop_url(raw: str, name: str, local_mode: bool) -> str | None:
+    """A shop's address (SHOPIFY_SHOP_URL, WOOCOMMERCE_STORE_URL): unset, or its base URL (a path for a store in
+    a subfolder is kept)."""
+    return _api_base(raw, name, local_mode) if raw.strip() else None
+
+
+# The platform API base URLs reconciliation reads (README "Reconciliation"), each a deployment's setting with
+# the platform's public API as default, and the shops' addresses, each a tenant's: field → variable.
+API_BASES = {
+    "stripe_api_base": "STRIPE_API_BASE",
+    "paddle_api_base": "PADDLE_API_BASE",
+    "lemonsqueezy_api_base": "LEMONSQUEEZY_API_BASE",
+}
+SHOP_URLS = {"shopify_shop_url": "SHOPIFY_SHOP_URL", "woocommerce_store_url": "WOOCOMMERCE_STORE_URL"}
+RECONCILE_ADDRESSES = (*API_BASES.values(), *SHOP_URLS.values())  # what `postback-relay` passes through
 
 
 def _forward_urls(raw: Mapping[str, str], local_mode: bool) -> dict[str, str | None]:

@@ -36,9 +36,20 @@ def local_allowlists() -> dict[str, str]:
     }
 
 
+def reconcile_fields() -> tuple[str, ...]:
+    """Every platform's read-only reconcile credential field (relay/reconciling.PLATFORMS): none has a demo
+    value, so the local secret holds one only when its environment variable (its upper-case name) is set."""
+    from postback_relay.relay.reconciling import PLATFORMS
+
+    return tuple(field for platform in PLATFORMS.values() for field in platform.fields)
+
+
 def secret_values() -> dict[str, str]:
-    """The local secret's JSON, each value taken from its environment variable when set."""
-    return {field: os.environ.get(variable, default) for field, (variable, default) in SECRET_FIELDS.items()}
+    """The local secret's JSON, each value taken from its environment variable when set, and each reconcile
+    credential (STRIPE_API_KEY, SHOPIFY_ADMIN_TOKEN, …) whose variable is set."""
+    values = {field: os.environ.get(variable, default) for field, (variable, default) in SECRET_FIELDS.items()}
+    values.update({field: os.environ[field.upper()] for field in reconcile_fields() if field.upper() in os.environ})
+    return values
 
 
 __all__ = [

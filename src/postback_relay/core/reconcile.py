@@ -32,6 +32,16 @@ def settled_window(since: float, until: float | None, now: float, settle_seconds
     return Window(since, end)
 
 
+class Page(NamedTuple):
+    """One page of a platform's listing: its events in the shape of the platform's webhooks, and the cursor
+    that resumes the listing after it (None: the window's last page). A cursor is the platform's own (an event
+    id, a page number, a GraphQL end cursor): saved after each page, it lets a run that ran out of time resume
+    where it stopped, with no event skipped and none listed twice."""
+
+    events: list[Any]
+    next_cursor: str | None
+
+
 class Recovered(NamedTuple):
     """What became of one listed event: a purchase's outcome, a reversal's, or why it was ignored."""
 
@@ -53,6 +63,8 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     would_record: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the window could not cover, and why
+    pages: int = 0
+    cursor: str | None = None  # where the listing stopped before the window's end (None: it reached it)
 
     def add(self, recovered: Recovered) -> None:
         """Count one listed event by what became of it."""
@@ -86,4 +98,6 @@ class Tally:
             "errors": list(self.errors),
             "would_record": list(self.would_record),
             "notes": list(self.notes),
+            "pages": self.pages,
+            "complete": self.cursor is None and not self.errors,
         }

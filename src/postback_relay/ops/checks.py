@@ -110,7 +110,7 @@ def reconcile_checks(deployment: Deployment) -> list[Check]:
 
     from postback_relay.ops.deployment import relay_environment
     from postback_relay.reconcile.api import ApiError, CredentialsRefused
-    from postback_relay.relay.reconciling import CREDENTIALS, NotReconcilable, listing_for
+    from postback_relay.relay.reconciling import PLATFORMS, NotReconcilable, listing_for
 
     try:
         secrets = deployment.secrets()
@@ -118,7 +118,8 @@ def reconcile_checks(deployment: Deployment) -> list[Check]:
     except (OperatorError, SettingsError, ClientError):
         return []  # the secret's and the settings' own checks say why
     checks: list[Check] = []
-    for name, fields in CREDENTIALS.items():
+    for name, platform in PLATFORMS.items():
+        fields = platform.fields
         if not any(secrets.has(field) for field in fields):
             continue
         try:

@@ -105,7 +105,7 @@ def relay_environment(deployment: Deployment) -> dict[str, str]:
     """The environment the deployment's webhook function runs with, as far as the operator's machine can know it:
     the local run's (this process's, with `make run`'s names), or the stack's parameters under their variables'
     names (settings.ALL_VARIABLES) with its table, secret and queues; what reconcile builds a relay from."""
-    from postback_relay.settings import ALL_VARIABLES
+    from postback_relay.settings import ALL_VARIABLES, RECONCILE_ADDRESSES
 
     fixed = {
         "SECRET_ID": deployment.secret_id,
@@ -127,7 +127,7 @@ def relay_environment(deployment: Deployment) -> dict[str, str]:
     by_parameter = {
         v.name: deployment.parameters[v.parameter] for v in ALL_VARIABLES if v.parameter in deployment.parameters
     }
-    passed = {name: os.environ[name] for name in ("STRIPE_API_BASE", "WOOCOMMERCE_STORE_URL") if name in os.environ}
+    passed = {name: os.environ[name] for name in RECONCILE_ADDRESSES if name in os.environ}
     return {**by_parameter, **passed, **fixed}
 
 

@@ -9,9 +9,10 @@ history. Authorization: a restricted key (`rk_…`) with read access to Events i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from postback_relay.core.reconcile import Window
+from postback_relay.core.reconcile import Page, Window
 from postback_relay.reconcile.api import ApiClient, ApiError
 
 NAME = "stripe"
@@ -55,10 +56,11 @@ class StripeEvents:
         """One event, the cheapest read the key's Events permission allows."""
         self._api.get_json("/v1/events", [("limit", "1")])
 
-    def list(self, window: Window) -> list[dict[str, Any]]:
-        """Every page of the window: its refunds and disputes first, then the rest oldest first (Stripe lists
-        newest first), so a purchase the run finds reversed is recorded reversed and never sent. ApiError when a
-        page cannot be read or is not a list of events."""
+    def pages(self, window: Window, cursor: str | None = None) -> Iterator[Page]:
+        """The window's pages, newest first as Stripe lists them (a refund or dispute is newer than the purchase
+        it reverses, so it is met first and the purchase is recorded reversed, never sent), each page's
+        reversals first, then its purchases oldest first; ``cursor`` (a page's ``next_cursor``) resumes after
+        the event it names. ApiError when a page cannot be read or is not a list of events."""
         since = max(window.since, self._now - RETENTION_SECONDS)
         params = [("types[]", kind) for kind in EVENT_TYPES]
         params += [
@@ -66,17 +68,19 @@ class StripeEvents:
             ("created[lte]", str(int(window.until))),
             ("limit", str(PAGE_SIZE)),
         ]
-        events: list[dict[str, Any]] = []
-        starting_after: str | None = None
+        starting_after = cursor
         while True:
             page_params = params + ([("starting_after", starting_after)] if starting_after else [])
             page = self._api.get_json("/v1/events", page_params)
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list) or not all(isinstance(event, dict) and "id" in event for event in data):
                 raise ApiError("Stripe's events page is not a list of events")
-            events.extend(data)
-            if not page.get("has_more") or not data:
-                break
-            starting_after = str(data[-1]["id"])
-        events.sort(key=lambda e: (e.get("type") not in REVERSAL_TYPES, int(e.get("created") or 0), str(e["id"])))
-        return events
+            more = bool(page.get("has_more")) and bool(data)
+            starting_after = str(data[-1]["id"]) if more else None
+            yield Page(sorted(data, key=_reversals_then_oldest), starting_after)
+            if starting_after is None:
+                return
+
+
+def _reversals_then_oldest(event: dict[str, Any]) -> tuple[bool, int, str]:
+    return event.get("type") not in REVERSAL_TYPES, int(event.get("created") or 0), str(event["id"])

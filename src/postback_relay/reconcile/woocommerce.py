@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from collections.abc import Iterator
 
-from postback_relay.core.reconcile import Window
+from postback_relay.core.reconcile import Page, Window
 from postback_relay.reconcile.api import ApiClient, ApiError
 
 NAME = "woocommerce"
@@ -51,8 +51,11 @@ class WooCommerceOrders:
         """One order, the cheapest read a Read key allows."""
         self._api.get_json(ORDERS_PATH, [("per_page", "1"), ("dates_are_gmt", "true")])
 
-    def list(self, window: Window) -> list[dict[str, Any]]:
-        """Every page, until one comes back short; ApiError when a page is not a list of orders."""
+    def pages(self, window: Window, cursor: str | None = None) -> Iterator[Page]:
+        """The window's pages oldest first, until one comes back short; ``cursor`` is the number of the page to
+        resume at. Each order carries its current status, so a refunded one is read refunded wherever it lies
+        (each page's refunded and cancelled go first all the same). ApiError when a page is not a list of
+        orders."""
         params = [
             ("modified_after", _gmt(window.since)),
             ("modified_before", _gmt(window.until)),
@@ -61,15 +64,15 @@ class WooCommerceOrders:
             ("order", "asc"),
             ("per_page", str(PAGE_SIZE)),
         ]
-        orders: list[dict[str, Any]] = []
-        page = 1
+        number = int(cursor) if cursor and cursor.isdigit() else 1
         while True:
-            listed = self._api.get_json(ORDERS_PATH, [*params, ("page", str(page))])
+            listed = self._api.get_json(ORDERS_PATH, [*params, ("page", str(number))])
             if not isinstance(listed, list) or not all(isinstance(order, dict) and "id" in order for order in listed):
                 raise ApiError("WooCommerce's orders page is not a list of orders")
-            orders.extend(listed)
-            if len(listed) < PAGE_SIZE:
-                break
-            page += 1
-        orders.sort(key=lambda order: (order.get("status") not in REVERSED, str(order.get("date_created_gmt") or "")))
-        return orders
+            number += 1
+            last = len(listed) < PAGE_SIZE
+            yield Page(
+                sorted(listed, key=lambda order: order.get("status") not in REVERSED), None if last else str(number)
+            )
+            if last:
+                return

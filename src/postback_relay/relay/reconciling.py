@@ -3,19 +3,20 @@ parse → record → send path as its webhooks (core/reconcile.py says why). Thi
 platform's listing is its own module in postback_relay/reconcile/.
 
 Kept here: a listing that cannot be read ends the run with what it counted and the error said (an expired key
-is the one to alarm on); a store that cannot be written stops the run (nothing is skipped past: the next run
-covers the same window again, and what this one recorded is then already recorded)."""
+is the one to alarm on); a store that cannot be written stops the run. Either way the tally's cursor is the
+start of the page that was not finished, so nothing is skipped past: the scheduled run resumes there
+(relay/reconcile_schedule.py), and what this run recorded is then already recorded."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, Protocol
 
 from aws_lambda_powertools import Logger
 
 from postback_relay.aws.secrets import SecretKeyMissing
 from postback_relay.core.outcome import BadRequest, Unavailable
-from postback_relay.core.reconcile import Tally, Window
+from postback_relay.core.reconcile import Page, Tally, Window
 from postback_relay.platforms import SOURCES
 from postback_relay.platforms.base import WebhookSource
 from postback_relay.reconcile import stripe, woocommerce
@@ -29,48 +30,83 @@ Progress = Callable[[int, int], None]  # (events done, events listed)
 
 
 class Listing(Protocol):
-    """One platform's list API, read for a window: its events in the shape of its webhooks, oldest first."""
+    """One platform's list API, read for a window: its events in the shape of its webhooks, page by page."""
 
     source: str
 
     def notes(self, window: Window) -> list[str]: ...
 
-    def list(self, window: Window) -> list[Any]: ...
+    def pages(self, window: Window, cursor: str | None = None) -> Iterator[Page]:
+        """The window's pages from ``cursor`` (a page's ``next_cursor``; None: the first), each page's
+        reversals first; ApiError when one cannot be read."""
+        ...
 
     def probe(self) -> None:
         """One cheap read with the credential (`postback-relay check`); ApiError when it is refused."""
         ...
 
 
-class Reconciler:
-    """Recovers what ``listing`` lists for ``source`` through ``relay``."""
+Checkpoint = Callable[[Tally], None]  # called after each page, with the tally (its cursor: where to resume)
 
-    def __init__(self, relay: Relay, source: WebhookSource, listing: Listing) -> None:
+
+class Reconciler:
+    """Recovers what ``listing`` lists for ``source`` through ``relay``; a ``report_only`` platform's run
+    records nothing (its API cannot give what a record needs) and only says what the relay never saw."""
+
+    def __init__(self, relay: Relay, source: WebhookSource, listing: Listing, report_only: bool = False) -> None:
         self._relay = relay
         self._source = source
         self._listing = listing
+        self.report_only = report_only
 
-    def run(self, window: Window, dry_run: bool = False, progress: Progress | None = None) -> Tally:
-        """Reconcile ``window``: list it, recover each event, count what became of each."""
-        tally = Tally(notes=self._listing.notes(window))
+    def run(
+        self,
+        window: Window,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        cursor: str | None = None,
+        checkpoint: Checkpoint | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> Tally:
+        """Reconcile ``window`` from ``cursor``: list it page by page, recover each event, count what became of
+        each. After each page ``checkpoint`` sees the tally; when ``stop()`` says so (the Lambda's time is
+        nearly spent) the run ends after the page it is on, and the tally's cursor says where to resume."""
+        tally = Tally(notes=self._listing.notes(window), cursor=cursor)
+        dry_run = dry_run or self.report_only
+        fetched = 0
         try:
-            events = self._listing.list(window)
+            for page in self._listing.pages(window, cursor):
+                fetched += len(page.events)
+                for event in page.events:
+                    tally.listed += 1
+                    if not self._recover(event, dry_run, tally):
+                        return self._ended(tally)
+                    if progress is not None:
+                        progress(tally.listed, fetched)
+                tally.pages += 1
+                tally.cursor = page.next_cursor
+                if checkpoint is not None:
+                    checkpoint(tally)
+                if tally.cursor is not None and stop is not None and stop():
+                    break
         except ApiError as exc:
             tally.errors.append(f"{exc.code}: {exc}")
             logger.warning("reconcile listing failed", extra={"source": self._source.name, "error": exc.code})
-            return tally
-        for done, event in enumerate(events, start=1):
-            tally.listed += 1
-            try:
-                tally.add(self._relay.recover(self._source, event, dry_run))
-            except BadRequest as exc:
-                tally.ignored["malformed"] += 1
-                logger.warning("reconcile event malformed", extra={"source": self._source.name, "reason": str(exc)})
-            except Unavailable as exc:
-                tally.errors.append(f"store_unavailable: {exc}")
-                break
-            if progress is not None:
-                progress(done, len(events))
+        return self._ended(tally)
+
+    def _recover(self, event: Any, dry_run: bool, tally: Tally) -> bool:
+        """One event through Relay.recover; False when the store cannot be written (the run stops)."""
+        try:
+            tally.add(self._relay.recover(self._source, event, dry_run))
+        except BadRequest as exc:
+            tally.ignored["malformed"] += 1
+            logger.warning("reconcile event malformed", extra={"source": self._source.name, "reason": str(exc)})
+        except Unavailable as exc:
+            tally.errors.append(f"store_unavailable: {exc}")
+            return False
+        return True
+
+    def _ended(self, tally: Tally) -> Tally:
         logger.info("reconciled", extra={"source": self._source.name, **tally.as_dict(), "would_record": None})
         return tally
 
@@ -79,10 +115,35 @@ class NotReconcilable(Exception):
     """A platform reconciliation cannot serve (yet), or one whose read-only key is not in the secret."""
 
 
-# The platforms with a listing, and the keys of the read-only credential each needs in the relay's secret.
-CREDENTIALS: dict[str, tuple[str, ...]] = {
-    stripe.NAME: (stripe.KEY_FIELD,),
-    woocommerce.NAME: (woocommerce.KEY_FIELD, woocommerce.SECRET_FIELD),
+class Platform(NamedTuple):
+    """A platform reconciliation reads: the keys of its read-only credential in the relay's secret, how its
+    listing is built from them (its API base from the settings, the run's request budget), and whether its
+    API can only report (Lemon Squeezy's orders carry no custom data, so no click id)."""
+
+    fields: tuple[str, ...]
+    build: Callable[[Settings, list[str], float], Listing]
+    report_only: bool = False
+
+
+def _stripe(settings: Settings, credential: list[str], now: float) -> Listing:
+    [key] = credential
+    api = ApiClient(settings.stripe_api_base, stripe.StripeEvents.headers(key), key, settings.reconcile_max_requests)
+    return stripe.StripeEvents(api, now)
+
+
+def _woocommerce(settings: Settings, credential: list[str], now: float) -> Listing:
+    key, secret = credential
+    if settings.woocommerce_store_url is None:
+        raise NotReconcilable("WOOCOMMERCE_STORE_URL is not set: the store's address (README, Reconciliation)")
+    headers = woocommerce.WooCommerceOrders.headers(key, secret)
+    api = ApiClient(settings.woocommerce_store_url, headers, secret, settings.reconcile_max_requests)
+    return woocommerce.WooCommerceOrders(api)
+
+
+# Every platform with a listing, by its source name.
+PLATFORMS: dict[str, Platform] = {
+    stripe.NAME: Platform((stripe.KEY_FIELD,), _stripe),
+    woocommerce.NAME: Platform((woocommerce.KEY_FIELD, woocommerce.SECRET_FIELD), _woocommerce),
 }
 
 
@@ -90,26 +151,17 @@ def reconciler_for(relay: Relay, source_name: str, now: float) -> Reconciler:
     """The reconciler of ``source_name`` for ``relay``'s tenant: its listing over its API, with the read-only
     credential of its secret; NotReconcilable when the platform has none, or its key or store URL is missing."""
     listing = listing_for(relay.settings, relay.credential, source_name, now)
-    return Reconciler(relay, SOURCES[source_name], listing)
+    return Reconciler(relay, SOURCES[source_name], listing, PLATFORMS[source_name].report_only)
 
 
 def listing_for(settings: Settings, credential: Callable[[str], str], source_name: str, now: float) -> Listing:
     """``source_name``'s listing under ``settings``, with the credential ``credential`` reads from the secret
     (raising SecretKeyMissing); what a run and `postback-relay check` both use."""
-    fields = CREDENTIALS.get(source_name)
-    if fields is None:
-        raise NotReconcilable(f"{source_name} cannot be reconciled (platforms: {', '.join(sorted(CREDENTIALS))})")
+    platform = PLATFORMS.get(source_name)
+    if platform is None:
+        raise NotReconcilable(f"{source_name} cannot be reconciled (platforms: {', '.join(sorted(PLATFORMS))})")
     try:
-        values = [credential(field) for field in fields]
+        values = [credential(field) for field in platform.fields]
     except SecretKeyMissing as exc:
         raise NotReconcilable(f"{exc}: add the platform's read-only key (README, Reconciliation)") from None
-    budget = settings.reconcile_max_requests
-    if source_name == stripe.NAME:
-        [key] = values
-        api = ApiClient(settings.stripe_api_base, stripe.StripeEvents.headers(key), key, budget)
-        return stripe.StripeEvents(api, now)
-    key, secret = values
-    if settings.woocommerce_store_url is None:
-        raise NotReconcilable("WOOCOMMERCE_STORE_URL is not set: the store's address (README, Reconciliation)")
-    headers = woocommerce.WooCommerceOrders.headers(key, secret)
-    return woocommerce.WooCommerceOrders(ApiClient(settings.woocommerce_store_url, headers, secret, budget))
+    return platform.build(settings, values, now)

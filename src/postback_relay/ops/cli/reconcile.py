@@ -22,9 +22,9 @@ TIMES = "use 7d, 24h, 30m or a date such as 2026-11-20"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The platform, the window and --dry-run."""
-    from postback_relay.relay.reconciling import CREDENTIALS
+    from postback_relay.relay.reconciling import PLATFORMS
 
-    parser.add_argument("--source", required=True, choices=sorted(CREDENTIALS), help="the platform to reconcile")
+    parser.add_argument("--source", required=True, choices=sorted(PLATFORMS), help="the platform to reconcile")
     parser.add_argument("--since", required=True, help="from 7d, 24h, 30m ago or a date")
     parser.add_argument("--until", help="to this moment (default: now less RECONCILE_SETTLE_SECONDS)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be recorded and sent, change nothing")
