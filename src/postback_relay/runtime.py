@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from postback_relay.aws.reconcile_state import ReconcileStates
 from postback_relay.core.tenant import TenantConfig
 from postback_relay.relay import Relay
 from postback_relay.relay.tenants import Tenants
@@ -19,6 +20,7 @@ class Runtime(NamedTuple):
     settings: Settings
     relay: Relay  # the default tenant's
     tenants: Tenants  # every tenant's, the default's included
+    reconcile_states: ReconcileStates  # the scheduled reconciliation's watermarks, cursors and leases
 
 
 _lock = threading.Lock()
@@ -118,4 +120,5 @@ def build_runtime(
         from postback_relay.aws.tenants import TenantDirectory
 
         directory = TenantDirectory(dynamodb, settings.table_name, settings.secret_max_age_seconds)
-    return Runtime(settings, relay, Tenants(relay, directory, tenant_relay))
+    states = ReconcileStates(dynamodb, settings.table_name)
+    return Runtime(settings, relay, Tenants(relay, directory, tenant_relay), states)

@@ -24,6 +24,9 @@ ALARMS = (
     "RetryQueueAgeAlarm",
     "RetryErrorsAlarm",
     "SweepErrorsAlarm",
+    "ReconcileRecoveredAlarm",
+    "ReconcileCredentialsAlarm",
+    "ReconcileErrorsAlarm",
 )
 
 
@@ -85,7 +88,14 @@ def test_custom_metric_alarms_read_what_the_code_emits(template: dict[str, Any])
     namespace = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
     service = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
     assert service == {"Ref": "AWS::StackName"}
-    emitted = {telemetry.WEBHOOKS, telemetry.POSTBACKS, telemetry.POSTBACK_REJECTED}
+    emitted = {
+        telemetry.WEBHOOKS,
+        telemetry.POSTBACKS,
+        telemetry.POSTBACK_REJECTED,
+        telemetry.RECONCILE_RECOVERED,
+        telemetry.RECONCILE_ERRORS,
+        telemetry.RECONCILE_REFUSED,
+    }
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     custom = [m for name in ALARMS for m in metric_stats(alarms[name]["Properties"]) if m["Namespace"] == namespace]
     assert custom
@@ -179,6 +189,9 @@ def test_the_dashboard_uses_only_metrics_the_code_emits(template: dict[str, Any]
         telemetry.VALUE_SENT,
         telemetry.COLD_START,
         telemetry.SWEPT,
+        telemetry.RECONCILE_RECOVERED,
+        telemetry.RECONCILE_ERRORS,
+        telemetry.RECONCILE_REFUSED,
     }
     assert named and named <= known
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import trustme
 from aws_lambda_powertools.utilities import parameters
 
 from postback_relay.runtime import reset_runtime
@@ -195,3 +196,55 @@ def test_the_sweep_function_may_read_the_due_index_and_queue_and_nothing_else(
     calls = every_path(aws, [lambda: sweep_handler({}, LocalContext(function_name="SweepFunction", timeout_s=60))])
     assert ("sqs:SendMessageBatch", "RetryQueue") in calls
     assert_exactly("SweepFunction", calls)
+
+
+def test_the_reconcile_function_may_read_and_record_purchases_queue_and_keep_its_place_and_nothing_else(
+    relay_env: pytest.MonkeyPatch, aws: Aws, sandbox: TrafficStarsSandbox, authority: trustme.CA
+) -> None:
+    from postback_relay.handlers.reconcile import reconcile_handler
+    from tests.integration.test_reconcile import purchase_event
+    from tests.support.stripe_api import API_KEY, StripeApi
+
+    stripe_api = StripeApi(authority).start()
+    try:
+        relay_env.setenv("STRIPE_API_BASE", stripe_api.base_url)
+        secrets = {"trafficstars_key": "ts-acme-perm", "stripe_webhook_secret": TENANT_STRIPE_SECRET}
+        add_tenant(
+            aws, "acme", ("stripe",), {"TRAFFICSTARS_URL": sandbox.base_url}, {**secrets, "stripe_api_key": API_KEY}
+        )
+        sandbox.state.accounts["acme"] = secrets["trafficstars_key"]
+        default = json.loads(aws.secretsmanager.get_secret_value(SecretId=aws.secret_id)["SecretString"])
+        aws.put_secret({**default, "stripe_api_key": API_KEY})
+        start = time.time() - 1800
+        refund = json.loads(stripe_event("charge.refunded", charge_refunded(pi="pi_00000")))
+        refund["created"] = int(start + 100)
+        stripe_api.state.events.extend([purchase_event(0, start), purchase_event(1, start + 1), refund])
+
+        def run() -> None:
+            reconcile_handler({}, LocalContext(function_name="ReconcileFunction", timeout_s=900))
+
+        def outage() -> None:
+            sandbox.state.fault = lambda r: (503, "")
+            stripe_api.state.events.append(purchase_event(2, time.time() - 1000))
+
+        def exhausted() -> None:
+            stripe_api.state.events.append(purchase_event(3, time.time() - 1000))
+
+        calls = every_path(
+            aws,
+            [
+                lambda: fresh_container(relay_env, TENANT_SECRET_PREFIX=TENANT_SECRET_PREFIX),
+                run,  # both tenants: the state item, a refund's aliases, records, sends, their own secrets
+                outage,
+                run,  # retry queue
+                lambda: fresh_container(relay_env, RETRY_WINDOW_SECONDS="1", RETRY_BASE_DELAY_SECONDS="30"),
+                exhausted,
+                run,  # dead-letter queue
+            ],
+        )
+    finally:
+        stripe_api.stop()
+    assert aws.record("acme/stripe#pi_00001") is not None and aws.record("stripe#pi_00001") is not None
+    assert aws.record("stripe#pi_00000")["status"] == "refunded"  # type: ignore[index]
+    assert ("dynamodb:BatchGetItem", "table") in calls and ("sqs:SendMessage", "DeadLetterQueue") in calls
+    assert_exactly("ReconcileFunction", calls)

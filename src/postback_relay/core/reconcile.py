@@ -32,6 +32,19 @@ def settled_window(since: float, until: float | None, now: float, settle_seconds
     return Window(since, end)
 
 
+def scheduled_window(
+    watermark: float | None, now: float, settle_seconds: float, overlap_seconds: float
+) -> Window | None:
+    """The window a scheduled run covers: ``[watermark − overlap, now − settle]``; None when it is empty (the
+    schedule fired again within the settle time). Before the first run there is no watermark and the window is
+    the overlap before ``now − settle``: a first deploy must never report purchases from before the relay was
+    there (another system may have reported them); an operator backfills older ones on purpose, with
+    `postback-relay reconcile --source stripe --since 7d`."""
+    end = now - settle_seconds
+    start = (end if watermark is None else watermark) - overlap_seconds
+    return Window(start, end) if end > start else None
+
+
 class Page(NamedTuple):
     """One page of a platform's listing: its events in the shape of the platform's webhooks, and the cursor
     that resumes the listing after it (None: the window's last page). A cursor is the platform's own (an event
@@ -79,6 +92,11 @@ class Tally:
             self.would_record.append(dict(outcome.body))
         else:
             self.recovered[outcome.status] += 1
+
+    @property
+    def credentials_refused(self) -> bool:
+        """Whether the platform refused the read-only key (wrong, expired, or lacking a permission)."""
+        return any(error.startswith("credentials_refused:") for error in self.errors)
 
     @property
     def sent(self) -> int:

@@ -43,6 +43,12 @@ UNCONFIGURED = "UnconfiguredSourceDeliveries"
 FORWARDS = "Forwards"
 FORWARD_FAILURES = "ForwardFailures"
 FORWARD_LATENCY = "ForwardLatency"
+# Reconciliation, by source: purchases recovered from a platform's API (webhooks that never arrived; for a
+# report-only platform, the orders reported as never seen), runs that met an error, and runs whose read-only
+# key the platform refused. Each has its roll-up for its alarm.
+RECONCILE_RECOVERED = "ReconcileRecovered"
+RECONCILE_ERRORS = "ReconcileErrors"
+RECONCILE_REFUSED = "ReconcileCredentialsRefused"
 
 UNKNOWN_SOURCE = "unknown"  # the source of a webhook to a path no source serves (never the path itself)
 DEFAULT_SERVICE = "postback-relay"
@@ -111,6 +117,18 @@ def forward_metrics(source: str, reason: str, duration_ms: float, tenant: str = 
         details.append(Measurement(FORWARD_FAILURES, MetricUnit.Count, 1))
     records.append(MetricRecord(({"source": source}, {}), tuple(details)))
     return records
+
+
+def reconcile_metrics(
+    source: str, recovered: int, errors: int, refused: bool, tenant: str = DEFAULT_TENANT
+) -> list[MetricRecord]:
+    """One platform's reconcile run: what it recovered, whether it met an error, whether the key was refused."""
+    measurements = (
+        Measurement(RECONCILE_RECOVERED, MetricUnit.Count, recovered),
+        Measurement(RECONCILE_ERRORS, MetricUnit.Count, errors),
+        Measurement(RECONCILE_REFUSED, MetricUnit.Count, 1 if refused else 0),
+    )
+    return [MetricRecord(({"source": source}, {}, *_by_tenant(tenant)), measurements)]
 
 
 def source_of(conversion_id: str) -> str:

@@ -59,6 +59,27 @@ class Tenants:
         config = self._config(name) if name else None
         return self._relay(config) if config is not None and config.enabled else None
 
+    def each(self) -> list[tuple[Relay, frozenset[str] | None]]:
+        """Every enabled tenant's relay with the sources it sells through (None for the default tenant: all
+        its configured ones), the default first: what the scheduled reconciliation walks. A tenant whose
+        stored settings are no longer valid is left out (and logged, as when it is served); Unavailable when
+        the directory cannot be read."""
+        relays: list[tuple[Relay, frozenset[str] | None]] = [(self.default, None)]
+        if self._directory is None:
+            return relays
+        try:
+            configs = self._directory.every()
+        except TenantsUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        for config in configs:
+            if not config.enabled:
+                continue
+            try:
+                relays.append((self._relay(config), config.sources))
+            except Unavailable:
+                continue
+        return relays
+
     def retry(self, conversion_id: str, message_due_at: float | None = None) -> Outcome | None:
         """The retry worker's attempt at a conversion, by the relay of the tenant its key names: enabled or
         removed (its waiting conversions finish), or, when its configuration is gone, an attempt without a
