@@ -16,6 +16,8 @@ from postback_relay.ops.deployment import Deployment, OperatorError, relay_envir
 
 if TYPE_CHECKING:
     from postback_relay.core.reconcile import Tally, Window
+    from postback_relay.relay.orchestration import Relay
+    from postback_relay.runtime import Runtime
 
 TIMES = "use 7d, 24h, 30m or a date such as 2026-11-20"
 
@@ -28,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", required=True, help="from 7d, 24h, 30m ago or a date")
     parser.add_argument("--until", help="to this moment (default: now less RECONCILE_SETTLE_SECONDS)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be recorded and sent, change nothing")
+    parser.add_argument(
+        "--tenant",
+        metavar="NAME",
+        help="reconcile this tenant's platform, with the read-only key in its own secret (default: the "
+        "deployment's own)",
+    )
 
 
 def run(args: argparse.Namespace, deployment: Deployment) -> int:
@@ -49,10 +57,11 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
     except (SettingsError, ValueError) as exc:
         raise OperatorError(str(exc), f"choose a window that ends before now ({TIMES})") from None
     runtime = build_runtime(settings, session=deployment.session, endpoint_url=deployment.endpoint_url)
+    relay, secret_id = _tenant_relay(runtime, args, deployment)
     try:
-        reconciler = reconciler_for(runtime.relay, args.source, now)
+        reconciler = reconciler_for(relay, args.source, now)
     except NotReconcilable as exc:
-        raise OperatorError(str(exc), f"add it to the secret {deployment.secret_id} (README: Reconciliation)") from None
+        raise OperatorError(str(exc), f"add it to the secret {secret_id} (README: Reconciliation)") from None
     progress = _progress if sys.stderr.isatty() or not args.json else None
     tally = reconciler.run(window, args.dry_run, progress)
     if progress is not None:
@@ -62,6 +71,20 @@ def run(args: argparse.Namespace, deployment: Deployment) -> int:
     else:
         print_text("\n".join(_summary(deployment, args, window, tally)))
     return 1 if tally.errors else 0
+
+
+def _tenant_relay(runtime: Runtime, args: argparse.Namespace, deployment: Deployment) -> tuple[Relay, str]:
+    """The relay of ``--tenant`` (the default tenant's without it) and the name of the secret its keys are in."""
+    from postback_relay.core.outcome import RelayError
+    from postback_relay.core.tenant import DEFAULT_TENANT
+
+    if args.tenant is None or args.tenant == DEFAULT_TENANT:
+        return runtime.relay, deployment.secret_id
+    try:
+        relay = runtime.tenants.serving(args.tenant, args.source)
+    except RelayError as exc:
+        raise OperatorError(str(exc), "`postback-relay tenant list` names the tenants and their sources") from None
+    return relay, f"{runtime.settings.tenant_secret_prefix}{args.tenant}"
 
 
 def _trust_the_local_sandbox(deployment: Deployment) -> None:
@@ -84,6 +107,7 @@ def _trust_the_local_sandbox(deployment: Deployment) -> None:
 def _document(deployment: Deployment, args: argparse.Namespace, window: Window, tally: Tally) -> dict[str, Any]:
     return {
         "target": deployment.label,
+        "tenant": args.tenant or "default",
         "source": args.source,
         "since": _iso(window.since),
         "until": _iso(window.until),
@@ -108,7 +132,8 @@ def _summary(deployment: Deployment, args: argparse.Namespace, window: Window, t
         ("errors", str(len(tally.errors))),
     ]
     width = max(len(label) for label, _ in rows)
-    lines = [f"{args.source} in {deployment.label}, {_iso(window.since)} to {_iso(window.until)}"]
+    whose = f"tenant {args.tenant}'s {args.source}" if args.tenant else args.source
+    lines = [f"{whose} in {deployment.label}, {_iso(window.since)} to {_iso(window.until)}"]
     lines += [f"  {label.ljust(width)}  {count}" for label, count in rows]
     for shown in tally.would_record:
         lines.append(f"  would record {shown['conversion_id']} ({shown['status']})  {shown.get('postback_url') or ''}")
