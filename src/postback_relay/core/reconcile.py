@@ -66,7 +66,9 @@ class Recovered(NamedTuple):
 class Tally:
     """What one run found: how many the platform listed, how many the relay had, what it recovered (by the
     outcome of each: sent, retry_pending, no_click_id, …), reversals applied, the ignored by reason, the errors,
-    and in a dry run what would be recorded (with its postback URL, key redacted)."""
+    and in a dry run what would be recorded (with its postback URL, key redacted). A ``report_only`` run (a
+    platform whose API cannot give what a record needs) records nothing: the purchases the relay never saw are
+    ``unseen``, each by its identity and what the listing says of it (its number, date), never a secret."""
 
     listed: int = 0
     already_recorded: int = 0
@@ -78,9 +80,12 @@ class Tally:
     notes: list[str] = field(default_factory=list)  # what the window could not cover, and why
     pages: int = 0
     cursor: str | None = None  # where the listing stopped before the window's end (None: it reached it)
+    report_only: bool = False
+    unseen: list[dict[str, Any]] = field(default_factory=list)  # a report-only run's purchases never seen
 
-    def add(self, recovered: Recovered) -> None:
-        """Count one listed event by what became of it."""
+    def add(self, recovered: Recovered, shown: dict[str, Any] | None = None) -> None:
+        """Count one listed event by what became of it; ``shown`` is what a report-only run says of a purchase
+        never seen besides its identity."""
         kind, outcome = recovered
         if kind == "ignored":
             self.ignored[str(outcome.body.get("reason", "ignored"))] += 1
@@ -88,6 +93,8 @@ class Tally:
             self.reversals[outcome.status] += 1
         elif outcome.status == "already_recorded":
             self.already_recorded += 1
+        elif outcome.status == "would_record" and self.report_only:
+            self.unseen.append({"conversion_id": outcome.body.get("conversion_id"), **(shown or {})})
         elif outcome.status == "would_record":
             self.would_record.append(dict(outcome.body))
         else:
@@ -117,5 +124,7 @@ class Tally:
             "would_record": list(self.would_record),
             "notes": list(self.notes),
             "pages": self.pages,
+            "report_only": self.report_only,
+            "unseen": list(self.unseen),
             "complete": self.cursor is None and not self.errors,
         }

@@ -42,7 +42,7 @@ def reconcile_handler(event: dict[str, Any], context: LambdaContext) -> dict[str
         if run.result in ("busy", "idle"):
             continue
         tally = run.tally
-        recovered = sum(tally.recovered.values()) + len(tally.would_record) if tally else 0
+        recovered = sum(tally.recovered.values()) + len(tally.unseen) if tally else 0  # unseen: report-only
         errors = len(tally.errors) if tally and tally.errors else int(run.failed)
         refused = bool(tally and tally.credentials_refused)
         telemetry.publish(telemetry.reconcile_metrics(run.source, recovered, errors, refused, run.tenant))

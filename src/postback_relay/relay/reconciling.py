@@ -10,16 +10,16 @@ start of the page that was not finished, so nothing is skipped past: the schedul
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from aws_lambda_powertools import Logger
 
 from postback_relay.aws.secrets import SecretKeyMissing
 from postback_relay.core.outcome import BadRequest, Unavailable
-from postback_relay.core.reconcile import Page, Tally, Window
+from postback_relay.core.reconcile import Page, Recovered, Tally, Window
 from postback_relay.platforms import SOURCES
 from postback_relay.platforms.base import WebhookSource
-from postback_relay.reconcile import stripe, woocommerce
+from postback_relay.reconcile import lemonsqueezy, stripe, woocommerce
 from postback_relay.reconcile.api import ApiClient, ApiError
 from postback_relay.relay.orchestration import Relay
 from postback_relay.settings import Settings
@@ -44,6 +44,14 @@ class Listing(Protocol):
     def probe(self) -> None:
         """One cheap read with the credential (`postback-relay check`); ApiError when it is refused."""
         ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """A report-only platform's listing: what it says of a purchase the relay never saw (its number, date), so
+    an operator finds it in the platform's dashboard; never a secret, nothing personal."""
+
+    def describe(self, event: Any) -> dict[str, Any]: ...
 
 
 Checkpoint = Callable[[Tally], None]  # called after each page, with the tally (its cursor: where to resume)
@@ -71,7 +79,7 @@ class Reconciler:
         """Reconcile ``window`` from ``cursor``: list it page by page, recover each event, count what became of
         each. After each page ``checkpoint`` sees the tally; when ``stop()`` says so (the Lambda's time is
         nearly spent) the run ends after the page it is on, and the tally's cursor says where to resume."""
-        tally = Tally(notes=self._listing.notes(window), cursor=cursor)
+        tally = Tally(notes=self._listing.notes(window), cursor=cursor, report_only=self.report_only)
         dry_run = dry_run or self.report_only
         fetched = 0
         try:
@@ -97,7 +105,8 @@ class Reconciler:
     def _recover(self, event: Any, dry_run: bool, tally: Tally) -> bool:
         """One event through Relay.recover; False when the store cannot be written (the run stops)."""
         try:
-            tally.add(self._relay.recover(self._source, event, dry_run))
+            recovered = self._relay.recover(self._source, event, dry_run)
+            tally.add(recovered, self._described(event, recovered))
         except BadRequest as exc:
             tally.ignored["malformed"] += 1
             logger.warning("reconcile event malformed", extra={"source": self._source.name, "reason": str(exc)})
@@ -106,8 +115,16 @@ class Reconciler:
             return False
         return True
 
+    def _described(self, event: Any, recovered: Recovered) -> dict[str, Any] | None:
+        """What a report-only run says of a purchase never seen, when its listing says anything."""
+        listing = self._listing
+        if self.report_only and recovered.outcome.status == "would_record" and isinstance(listing, Described):
+            return listing.describe(event)
+        return None
+
     def _ended(self, tally: Tally) -> Tally:
-        logger.info("reconciled", extra={"source": self._source.name, **tally.as_dict(), "would_record": None})
+        summary = {**tally.as_dict(), "would_record": None, "unseen": len(tally.unseen)}
+        logger.info("reconciled", extra={"source": self._source.name, **summary})
         return tally
 
 
@@ -140,10 +157,18 @@ def _woocommerce(settings: Settings, credential: list[str], now: float) -> Listi
     return woocommerce.WooCommerceOrders(api)
 
 
+def _lemonsqueezy(settings: Settings, credential: list[str], now: float) -> Listing:
+    [key] = credential
+    headers = lemonsqueezy.LemonSqueezyOrders.headers(key)
+    api = ApiClient(settings.lemonsqueezy_api_base, headers, key, settings.reconcile_max_requests)
+    return lemonsqueezy.LemonSqueezyOrders(api)
+
+
 # Every platform with a listing, by its source name.
 PLATFORMS: dict[str, Platform] = {
     stripe.NAME: Platform((stripe.KEY_FIELD,), _stripe),
     woocommerce.NAME: Platform((woocommerce.KEY_FIELD, woocommerce.SECRET_FIELD), _woocommerce),
+    lemonsqueezy.NAME: Platform((lemonsqueezy.KEY_FIELD,), _lemonsqueezy, report_only=True),
 }
 
 

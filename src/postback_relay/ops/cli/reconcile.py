@@ -117,26 +117,33 @@ def _document(deployment: Deployment, args: argparse.Namespace, window: Window, 
 
 
 def _summary(deployment: Deployment, args: argparse.Namespace, window: Window, tally: Tally) -> list[str]:
-    """A table of what the run found, then what a dry run would record, the notes and the errors."""
+    """A table of what the run found, then what a dry run would record (a report-only run: the purchases never
+    seen, each with what the platform says of it), the notes (a report-only platform's fix among them) and the
+    errors."""
     summary = tally.as_dict()
     verb = "would recover" if args.dry_run else "recovered"
     recovered = len(tally.would_record) if args.dry_run else summary["recovered"]
+    found = [(verb, str(recovered)), ("  of which sent", str(tally.sent))]
+    found += [(f"  of which {status}", str(n)) for status, n in sorted(tally.recovered.items()) if status != "sent"]
+    found += [("reversals", str(sum(tally.reversals.values())))]
     rows = [
         ("listed", str(tally.listed)),
         ("already recorded", str(tally.already_recorded)),
-        (verb, str(recovered)),
-        ("  of which sent", str(tally.sent)),
-        *((f"  of which {status}", str(n)) for status, n in sorted(tally.recovered.items()) if status != "sent"),
-        ("reversals", str(sum(tally.reversals.values()))),
+        *([("never seen by the relay", str(len(tally.unseen)))] if tally.report_only else found),
         *((f"ignored: {reason}", str(n)) for reason, n in sorted(tally.ignored.items())),
         ("errors", str(len(tally.errors))),
     ]
     width = max(len(label) for label, _ in rows)
     whose = f"tenant {args.tenant}'s {args.source}" if args.tenant else args.source
     lines = [f"{whose} in {deployment.label}, {_iso(window.since)} to {_iso(window.until)}"]
+    if tally.report_only:
+        lines[0] += ": report only, nothing was recorded or sent"
     lines += [f"  {label.ljust(width)}  {count}" for label, count in rows]
     for shown in tally.would_record:
         lines.append(f"  would record {shown['conversion_id']} ({shown['status']})  {shown.get('postback_url') or ''}")
+    for unseen in tally.unseen:
+        said = "  ".join(f"{name} {value}" for name, value in unseen.items() if name != "conversion_id")
+        lines.append(f"  never seen {unseen['conversion_id']}  {said}".rstrip())
     lines += [f"note: {note}" for note in tally.notes]
     lines += [f"error: {error}" for error in tally.errors]
     return lines
@@ -160,7 +167,9 @@ COMMAND = Command(
     description="List a window's purchases from the platform's API (its read-only key in the relay's secret) and "
     "hand each to the same path as its webhook: one already recorded is left alone, a missing one is recorded "
     "with origin reconcile and sent once with the lead_code its webhook would have had, a refund or dispute "
-    "found is applied first. --dry-run changes nothing and shows what would be sent (key redacted).",
+    "found is applied first. --dry-run changes nothing and shows what would be sent (key redacted). A "
+    "report-only platform (lemonsqueezy: its API has no click id) records and sends nothing and lists the "
+    "purchases the relay never saw, with the platform's fix.",
     add_arguments=add_arguments,
     run=run,
 )
