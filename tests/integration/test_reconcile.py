@@ -310,6 +310,38 @@ class TestTheCommand:
         [line] = [row for row in bad.out.splitlines() if "reconcile stripe" in row]
         assert "FAIL" in line and "refused" in line and bad.code == 1 and API_KEY not in bad.out
 
+    def test_a_tenant_is_reconciled_with_the_key_in_its_own_secret(
+        self,
+        local: LocalRun,
+        stripe_server: StripeApi,
+        sandbox: TrafficStarsSandbox,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        from postback_relay.aws.tenants import TenantDirectory
+        from postback_relay.core.tenant import TenantConfig
+        from postback_relay_dev import defaults
+        from postback_relay_dev.resources import put_secret
+        from tests.support.tenants import now_iso
+
+        local.put_secret({"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET})  # no key
+        put_secret(
+            local.aws.secretsmanager,
+            defaults.TENANT_SECRET_PREFIX + "acme",
+            {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": "whsec_acme", "stripe_api_key": API_KEY},
+        )
+        config = TenantConfig(
+            "acme", frozenset({"stripe"}), {"TRAFFICSTARS_URL": sandbox.base_url}, updated_at=now_iso()
+        )
+        TenantDirectory(local.aws.dynamodb, defaults.TABLE_NAME, 300).save(config, None)
+        stripe_server.state.events.extend(purchases(2))
+        argv = ["--local", "--json", "reconcile", "--source", "stripe", "--since", "7d"]
+        done = run_cli(capsys, *argv, "--tenant", "acme")
+        assert done.code == 0, done.err
+        assert (done.json()["tenant"], done.json()["sent"]) == ("acme", 2), json.dumps(done.json())
+        assert local.record("acme/stripe#pi_00001") is not None and local.record("stripe#pi_00001") is None
+        unknown = run_cli(capsys, *argv, "--tenant", "nobody")
+        assert unknown.code == 2 and "nobody" in unknown.err
+
 
 @pytest.fixture(scope="session")
 def woo_server(authority: trustme.CA) -> Iterator[WooCommerceApi]:
@@ -406,33 +438,3 @@ class TestWooCommerce:
         reset_runtime()
         with pytest.raises(NotReconcilable, match="WOOCOMMERCE_STORE_URL"):
             reconciler_for(get_runtime().relay, "woocommerce", time.time())
-
-    def test_a_tenant_is_reconciled_with_the_key_in_its_own_secret(
-        self,
-        local: LocalRun,
-        stripe_server: StripeApi,
-        sandbox: TrafficStarsSandbox,
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        from postback_relay.aws.tenants import TenantDirectory
-        from postback_relay.core.tenant import TenantConfig
-        from postback_relay_dev import defaults
-        from postback_relay_dev.resources import put_secret
-        from tests.support.tenants import now_iso
-
-        local.put_secret({"trafficstars_key": TEST_KEY, "stripe_webhook_secret": TEST_STRIPE_SECRET})  # no key
-        put_secret(
-            local.aws.secretsmanager,
-            defaults.TENANT_SECRET_PREFIX + "acme",
-            {"trafficstars_key": TEST_KEY, "stripe_webhook_secret": "whsec_acme", "stripe_api_key": API_KEY},
-        )
-        config = TenantConfig("acme", frozenset({"stripe"}), {}, updated_at=now_iso())
-        TenantDirectory(local.aws.dynamodb, defaults.TABLE_NAME, 300).save(config, None)
-        stripe_server.state.events.extend(purchases(2))
-        argv = ["--local", "--json", "reconcile", "--source", "stripe", "--since", "7d"]
-        done = run_cli(capsys, *argv, "--tenant", "acme")
-        assert done.code == 0, done.err
-        assert (done.json()["tenant"], done.json()["sent"]) == ("acme", 2)
-        assert local.record("acme/stripe#pi_00001") is not None and local.record("stripe#pi_00001") is None
-        unknown = run_cli(capsys, *argv, "--tenant", "nobody")
-        assert unknown.code == 2 and "nobody" in unknown.err
