@@ -19,6 +19,8 @@ from postback_relay.relay.reconciling import NotReconcilable, listing_for, recon
 from postback_relay.runtime import get_runtime, reset_runtime
 from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.integration.platforms import test_shopify as shopify
+from tests.integration.test_cli import LocalRun, local_run
+from tests.integration.test_cli import run as run_cli
 from tests.integration.test_reconcile import HOUR, accepted_lead_codes, click
 from tests.support.aws import Aws
 from tests.support.constants import TEST_KEY, TEST_SOURCE_SECRETS
@@ -26,6 +28,7 @@ from tests.support.helpers import Invoker
 from tests.support.shopify_api import ADMIN_TOKEN, ShopifyApi
 
 FIRST_ORDER = 5_310_000_000_000
+__all__ = ["local_run"]  # the fixture (tests/integration/test_cli.py)
 
 
 @pytest.fixture(scope="session")
@@ -306,6 +309,17 @@ class TestTheApiPushesBack:
         assert error.startswith("credentials_refused: ACCESS_DENIED") and "read_orders" in error
         assert aws.items() == []
 
+    def test_landing_pages_withheld_leave_the_cart_attributes_to_carry_the_click_id(
+        self, shopify_api: ShopifyApi, sandbox: TrafficStarsSandbox, aws: Aws
+    ) -> None:
+        now = time.time()
+        shopify_api.state.orders.extend([node(1, now - 2 * HOUR), node(2, now - 2 * HOUR, click_in="landing page")])
+        shopify_api.state.withheld = True
+        tally = reconcile()
+        assert (tally.listed, dict(tally.recovered), tally.errors) == (2, {"sent": 1, "no_click_id": 1}, [])
+        record = aws.record(purchase(1))
+        assert record is not None and record["click_id"] == click(1)
+
     def test_without_the_shop_url_it_says_which_setting_to_set(
         self, shopify_api: ShopifyApi, relay_env: pytest.MonkeyPatch
     ) -> None:
@@ -330,3 +344,41 @@ class TestTheApiPushesBack:
         listing_for(relay.settings, relay.credential, "shopify", time.time()).probe()
         [probe] = shopify_api.state.requests
         assert "orders(first: 1)" in probe["query"]
+
+
+class TestTheCommand:
+    """`postback-relay reconcile --source shopify` and `check`, against what `make run` starts."""
+
+    @pytest.fixture
+    def local(self, local_run: LocalRun, shopify_server: ShopifyApi, relay_env: pytest.MonkeyPatch) -> LocalRun:
+        shopify_server.state.reset()
+        relay_env.setenv("SHOPIFY_SHOP_URL", shopify_server.base_url)
+        local_run.put_secret({"trafficstars_key": TEST_KEY, **TEST_SOURCE_SECRETS, "shopify_admin_token": ADMIN_TOKEN})
+        reset_runtime()
+        return local_run
+
+    def test_a_run_sends_the_lost_orders_once(
+        self,
+        local: LocalRun,
+        shopify_server: ShopifyApi,
+        sandbox: TrafficStarsSandbox,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        shopify_server.state.orders.extend(nodes(3))
+        done = run_cli(capsys, "--local", "--json", "reconcile", "--source", "shopify", "--since", "7d")
+        assert done.code == 0 and (done.json()["listed"], done.json()["sent"]) == (3, 3)
+        record = local.record(purchase(2))
+        assert record is not None and record["origin"] == "reconcile" and len(sandbox.state.received) == 3
+        again = run_cli(capsys, "--local", "--json", "reconcile", "--source", "shopify", "--since", "7d")
+        assert (again.json()["already_recorded"], again.json()["recovered"]) == (3, 0)
+
+    def test_check_reads_one_order_with_the_token_and_says_when_it_is_refused(
+        self, local: LocalRun, shopify_server: ShopifyApi, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        good = run_cli(capsys, "--local", "check")
+        [line] = [row for row in good.out.splitlines() if "reconcile shopify" in row]
+        assert "OK" in line and [q["variables"] for q in shopify_server.state.requests] == [{}]
+        shopify_server.state.token = "shpat_rotated_canary"
+        bad = run_cli(capsys, "--local", "check")
+        [line] = [row for row in bad.out.splitlines() if "reconcile shopify" in row]
+        assert "FAIL" in line and "refused" in line and bad.code == 1 and ADMIN_TOKEN not in bad.out

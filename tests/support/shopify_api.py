@@ -37,6 +37,7 @@ class ShopifyState:
     orders: list[dict[str, Any]] = field(default_factory=list)  # GraphQL order nodes
     throttle: int = 0  # this many next queries are answered THROTTLED
     denied: bool = False  # the token lacks read_orders: ACCESS_DENIED
+    withheld: bool = False  # the landing pages are protected customer data the app may not read
     requests: list[dict[str, Any]] = field(default_factory=list)  # each query's {"query", "variables"}
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -44,7 +45,7 @@ class ShopifyState:
         with self.lock:
             self.orders.clear()
             self.requests.clear()
-            self.token, self.throttle, self.denied = ADMIN_TOKEN, 0, False
+            self.token, self.throttle, self.denied, self.withheld = ADMIN_TOKEN, 0, False, False
 
 
 def cost(requested: int, available: float = 1000.0) -> dict[str, Any]:
@@ -93,7 +94,25 @@ class ShopifyApi(PlatformApi):
             if not 1 <= first <= 250:
                 error = {"message": "you must provide one of first or last (at most 250)"}
                 return 200, {"errors": [error], "extensions": cost(requested)}, {}
-            return 200, {"data": {"orders": self._orders(first, variables)}, "extensions": cost(requested)}, {}
+            orders = self._orders(first, variables)
+            answer: dict[str, Any] = {"data": {"orders": orders}, "extensions": cost(requested)}
+            if self.state.withheld and "landingPage" in query:
+                answer["errors"] = self._withhold(orders["nodes"])
+            return 200, answer, {}
+
+    @staticmethod
+    def _withhold(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each node's landing pages nulled, each with its field error (its path below the order), as a field
+        the app may not read comes back: the rest of the answer stands."""
+        errors = []
+        for index, node in enumerate(nodes):
+            journey = node.get("customerJourneySummary") or {}
+            nodes[index] = {**node, "customerJourneySummary": {visit: {"landingPage": None} for visit in journey}}
+            for visit in journey:
+                path = ["orders", "nodes", index, "customerJourneySummary", visit, "landingPage"]
+                message = "This app is not approved to access the landingPage field of CustomerVisit."
+                errors.append({"message": message, "extensions": {"code": "ACCESS_DENIED"}, "path": path})
+        return errors
 
     def _orders(self, first: int, variables: dict[str, Any]) -> dict[str, Any]:
         bounds = dict(BOUND.findall(str(variables.get("query") or "")))

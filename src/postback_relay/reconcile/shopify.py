@@ -30,8 +30,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from postback_relay.core.reconcile import Page, Window
 from postback_relay.reconcile.api import ApiClient, ApiError, CredentialsRefused
+
+logger = Logger(child=True)
 
 NAME = "shopify"
 TOKEN_FIELD = "shopify_admin_token"  # noqa: S105 - the name of a field, not a secret
@@ -115,18 +119,25 @@ class ShopifyOrders:
 
     def _query(self, query: str, variables: dict[str, Any]) -> Any:
         """The query's `data`; CredentialsRefused when a scope is missing, ApiError on any other GraphQL error
-        (a throttled query is waited for and asked again by the client)."""
+        (a throttled query is waited for and asked again by the client). An error about a field within an
+        order (its path goes below `orders`: a landing page withheld as protected customer data) leaves that
+        field null and the page is read all the same: the cart attribute may still carry the click id."""
         document = self._api.post_json(GRAPHQL_PATH, {"query": query, "variables": variables}, throttled_for)
         if not isinstance(document, dict):
             raise ApiError("Shopify's answer is not a GraphQL response")
         errors = document.get("errors")
-        if errors:
-            codes = {_code(error) for error in errors} if isinstance(errors, list) else set()
-            message = _message(errors)
-            if "ACCESS_DENIED" in codes:
-                raise CredentialsRefused(f"ACCESS_DENIED: {message} (the app needs the read_orders scope)")
-            raise ApiError(f"GraphQL error: {message}")
-        return document.get("data")
+        if not errors:
+            return document.get("data")
+        if not isinstance(errors, list):
+            raise ApiError(f"GraphQL error: {_message(errors)}")
+        fatal = [error for error in errors if not _within_an_order(error)]
+        if not fatal:
+            logger.warning("shopify fields withheld", extra={"errors": [_message([error]) for error in errors]})
+            return document.get("data")
+        message = _message(fatal)
+        if any(_code(error) == "ACCESS_DENIED" for error in fatal):
+            raise CredentialsRefused(f"ACCESS_DENIED: {message} (the app needs the read_orders scope)")
+        raise ApiError(f"GraphQL error: {message}")
 
 
 def throttled_for(document: Any) -> float | None:
@@ -212,6 +223,11 @@ def _reversals_first(order: dict[str, Any]) -> int:
     if order.get("cancelled_at") or order.get("financial_status") == "refunded":
         return 0
     return 2 if order.get("financial_status") == "partially_refunded" else 1
+
+
+def _within_an_order(error: Any) -> bool:
+    path = error.get("path") if isinstance(error, dict) else None
+    return isinstance(path, list) and len(path) > 2 and path[:2] == ["orders", "nodes"]
 
 
 def _code(error: Any) -> str | None:
