@@ -9,7 +9,7 @@ What it relies on (shared/reference/reconcile-and-tenants.md A.2, and the pages 
 - `orders(first, after, query, sortKey: UPDATED_AT)` with `pageInfo { hasNextPage endCursor }`
   (shopify.dev/docs/api/admin-graphql/2025-10/enums/ordersortkeys), filtered by `updated_at:>='…'`: the window is
   by update, so an order paid or refunded within it is found whenever it was created; its end is fixed to the
-  run's, so pages do not drift while orders change.
+  run's, so an order updated while the run pages moves past the end (the next run's window finds it).
 - Without `read_all_orders` only the last 60 days of orders are visible
   (shopify.dev/docs/api/admin-graphql/2025-10/enums/Audience, the Order note): an older window is said in the notes.
 - Rate limits are by query cost: a throttled query is a 200 whose `errors` carry `extensions.code: THROTTLED` and
@@ -22,7 +22,12 @@ The mapping (GraphQL → REST): `legacyResourceId` → `id` (GraphQL's `id` is a
 lowercased → `financial_status` (the enum's values are REST's, upper-cased), `customAttributes{key,value}` →
 `note_attributes{name,value}`, `totalPriceSet`/`currentTotalPriceSet.shopMoney` → `total_price`/
 `current_total_price` and `currency` (REST's amounts are the shop's currency), `customerJourneySummary`'s last
-visit's landing page (else the first's) → `landing_site`, `cancelledAt` → `cancelled_at`."""
+visit's landing page (else the first's) → `landing_site`, `cancelledAt` → `cancelled_at`.
+
+Assumed, not confirmed against a live shop: that REST's `landing_site` is the last visit's landing page (the
+reference leaves it open; the first visit is the fallback); that a landing page withheld as protected customer
+data comes back null with a field error whose path lies below the order (read as such, not as a refusal); and
+that the `orders` connection lists every status (open, closed, cancelled) without a `status:` filter."""
 
 from __future__ import annotations
 
