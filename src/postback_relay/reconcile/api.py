@@ -1,7 +1,8 @@
 """A platform API read politely: one pooled HTTPS session, no redirects, a bounded number of requests per run,
-and on a 429 (or a 5xx) a wait of the platform's Retry-After, else an exponential backoff with jitter
-(core/backoff.py), a few times before the run stops with what it has. The credential is sent only in a header
-and never appears in an error (each message is scrubbed of it)."""
+and on a 429 or a 5xx (or a 200 that says it is throttled, as GraphQL does) a wait of at least what the platform
+asks (Retry-After), else an exponential backoff with jitter (core/backoff.py), a few times before the run stops
+with what it has. The credential is sent only in a header and never appears in an error (each message is
+scrubbed of it)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from postback_relay.networks.trafficstars import environment_session
 REDACTED = "***"
 THROTTLE_POLICY = RetryPolicy(base_delay_seconds=1.0, max_delay_seconds=30.0, window_seconds=300.0)
 MAX_TRIES = 6  # a 429 or 5xx is retried this many times in all before the run stops
+# Reads a 200 answer that says "slow down" (GraphQL's THROTTLED): the seconds to wait at least, or None.
+Throttled = Callable[[Any], float | None]
 
 
 class ApiError(Exception):
@@ -38,7 +41,7 @@ class BudgetSpent(ApiError):
 
 
 class ApiClient:
-    """GETs of one platform's API under ``base_url`` with ``headers`` (its authorization)."""
+    """GETs (and GraphQL POSTs) of one platform's API under ``base_url`` with ``headers`` (its authorization)."""
 
     def __init__(
         self,
@@ -61,14 +64,32 @@ class ApiClient:
 
     def get_json(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
         """The JSON document at ``path``; ApiError (CredentialsRefused, BudgetSpent) when there is none."""
+        return self._read("GET", path, params=params)
+
+    def post_json(self, path: str, body: Any, throttled: Throttled | None = None) -> Any:
+        """The JSON document ``path`` answers to ``body`` (a GraphQL query); ``throttled`` reads an answer that
+        is a 200 all the same (GraphQL's THROTTLED error): the seconds to wait before asking again, or None."""
+        return self._read("POST", path, body=body, throttled=throttled)
+
+    def _read(
+        self,
+        method: str,
+        path: str,
+        params: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        throttled: Throttled | None = None,
+    ) -> Any:
+        """One request, retried on a 429, a 5xx, a dropped connection or a throttled answer, within the budget."""
         for attempt in range(1, MAX_TRIES + 1):
             if self.requests_left <= 0:
                 raise BudgetSpent("the run's request budget is spent")
             self.requests_left -= 1
             try:
-                response = self._session.get(
+                response = self._session.request(
+                    method,
                     self.base_url + path,
                     params=params,
+                    json=body,
                     headers=self._headers,
                     timeout=self._timeout,
                     allow_redirects=False,
@@ -83,18 +104,24 @@ class ApiClient:
             if response.status_code == 429 or response.status_code >= 500:
                 if attempt == MAX_TRIES:
                     raise ApiError(f"HTTP {response.status_code} after {MAX_TRIES} tries")
-                self._wait(attempt, response.headers.get("Retry-After"))
+                self._wait(attempt, _seconds(response.headers.get("Retry-After")))
                 continue
             if response.status_code != 200:
                 raise ApiError(self._scrub(f"HTTP {response.status_code}: {_snippet(response.text)}"))
             try:
-                return response.json()
+                document = response.json()
             except ValueError:
                 raise ApiError("the answer is not JSON") from None
+            delay = throttled(document) if throttled is not None else None
+            if delay is None:
+                return document
+            if attempt == MAX_TRIES:
+                raise ApiError(f"throttled after {MAX_TRIES} tries")
+            self._wait(attempt, delay)
         raise ApiError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _wait(self, attempt: int, retry_after: str | None) -> None:
-        delay = next_delay(attempt, THROTTLE_POLICY, _seconds(retry_after))
+    def _wait(self, attempt: int, at_least: float | None) -> None:
+        delay = next_delay(attempt, THROTTLE_POLICY, at_least)
         self.waited_seconds += delay
         self._sleep(delay)
 

@@ -19,7 +19,7 @@ from postback_relay.core.outcome import BadRequest, Unavailable
 from postback_relay.core.reconcile import Page, Recovered, Tally, Window
 from postback_relay.platforms import SOURCES
 from postback_relay.platforms.base import WebhookSource
-from postback_relay.reconcile import lemonsqueezy, stripe, woocommerce
+from postback_relay.reconcile import lemonsqueezy, shopify, stripe, woocommerce
 from postback_relay.reconcile.api import ApiClient, ApiError
 from postback_relay.relay.orchestration import Relay
 from postback_relay.settings import Settings
@@ -157,6 +157,15 @@ def _woocommerce(settings: Settings, credential: list[str], now: float) -> Listi
     return woocommerce.WooCommerceOrders(api)
 
 
+def _shopify(settings: Settings, credential: list[str], now: float) -> Listing:
+    [token] = credential
+    if settings.shopify_shop_url is None:
+        raise NotReconcilable("SHOPIFY_SHOP_URL is not set: https://<shop>.myshopify.com (README, Reconciliation)")
+    headers = shopify.ShopifyOrders.headers(token)
+    api = ApiClient(settings.shopify_shop_url, headers, token, settings.reconcile_max_requests)
+    return shopify.ShopifyOrders(api, now)
+
+
 def _lemonsqueezy(settings: Settings, credential: list[str], now: float) -> Listing:
     [key] = credential
     headers = lemonsqueezy.LemonSqueezyOrders.headers(key)
@@ -168,6 +177,7 @@ def _lemonsqueezy(settings: Settings, credential: list[str], now: float) -> List
 PLATFORMS: dict[str, Platform] = {
     stripe.NAME: Platform((stripe.KEY_FIELD,), _stripe),
     woocommerce.NAME: Platform((woocommerce.KEY_FIELD, woocommerce.SECRET_FIELD), _woocommerce),
+    shopify.NAME: Platform((shopify.TOKEN_FIELD,), _shopify),
     lemonsqueezy.NAME: Platform((lemonsqueezy.KEY_FIELD,), _lemonsqueezy, report_only=True),
 }
 
