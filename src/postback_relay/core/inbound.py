@@ -82,8 +82,14 @@ class InboundRequest:
     def without_parameter(self, name: str) -> str:
         """The raw query string without any ``name=`` pair (the URL token), every other byte as sent: what is
         forwarded to a merchant's endpoint, which must never learn the relay's token."""
-        kept = [part for part in self.raw_query.split("&") if part and _name(part) != name]
-        return "&".join(kept)
+        return query_without(self.raw_query, name)
+
+
+def query_without(raw_query: str, name: str) -> str:
+    """``raw_query`` without any pair whose decoded name is ``name`` (``token``, ``%74oken``), every other pair
+    byte for byte as it was: the one rule for taking the URL token out of a query, whether to forward it or to
+    put a new token in its place."""
+    return "&".join(part for part in raw_query.split("&") if part and _name(part) != name)
 
 
 def _name(part: str) -> str:

@@ -22,7 +22,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 from postback_relay.core.conversion import ParseContext, ParsedEvent
-from postback_relay.core.inbound import TOKEN_PARAMETER, InboundRequest
+from postback_relay.core.inbound import TOKEN_PARAMETER, InboundRequest, query_without
 from postback_relay.platforms.base import SignatureError, SignatureMismatch, matches_token
 
 
@@ -117,5 +117,5 @@ class RequestSource(Protocol):
 
 def with_token(raw_query: str, token: str) -> str:
     """``raw_query`` with its `token` parameter set to ``token`` (any other value removed)."""
-    kept = [part for part in raw_query.split("&") if part and part.split("=", 1)[0] != TOKEN_PARAMETER]
-    return "&".join([f"{TOKEN_PARAMETER}={quote(token, safe='')}", *kept])
+    kept = query_without(raw_query, TOKEN_PARAMETER)
+    return "&".join(part for part in (f"{TOKEN_PARAMETER}={quote(token, safe='')}", kept) if part)
