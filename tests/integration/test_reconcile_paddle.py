@@ -22,6 +22,8 @@ from postback_relay.relay.reconciling import NotReconcilable, listing_for, recon
 from postback_relay.runtime import get_runtime, reset_runtime
 from postback_relay_dev.sandbox import TrafficStarsSandbox
 from tests.integration.platforms import test_paddle as paddle
+from tests.integration.test_cli import LocalRun, local_run
+from tests.integration.test_cli import run as run_cli
 from tests.support.aws import Aws
 from tests.support.constants import TEST_KEY, TEST_SOURCE_SECRETS, TEST_STRIPE_SECRET
 from tests.support.helpers import Invoker
@@ -29,6 +31,7 @@ from tests.support.paddle_api import API_KEY, PaddleApi
 
 HOUR = 3600.0
 DAY = 86_400.0
+__all__ = ["local_run"]  # the fixture (tests/integration/test_cli.py)
 
 
 @pytest.fixture(scope="session")
@@ -317,3 +320,48 @@ class TestProbe:
         paddle_api.state.key = "pdl_live_apikey_01rotated"
         with pytest.raises(ApiError, match="invalid_token"):
             listing.probe()
+
+
+class TestTheCommand:
+    """`postback-relay reconcile --source paddle` and `check` with --local, against what `make run` starts."""
+
+    @pytest.fixture
+    def local(self, local_run: LocalRun, paddle_server: PaddleApi, relay_env: pytest.MonkeyPatch) -> LocalRun:
+        paddle_server.state.reset()
+        relay_env.setenv("PADDLE_API_BASE", paddle_server.base_url)
+        local_run.put_secret(
+            {
+                "trafficstars_key": TEST_KEY,
+                "paddle_webhook_secret": TEST_SOURCE_SECRETS["paddle_webhook_secret"],
+                "paddle_api_key": API_KEY,
+            }
+        )
+        reset_runtime()
+        return local_run
+
+    def test_a_dry_run_then_a_run_recovers_the_lost_transactions_once(
+        self,
+        local: LocalRun,
+        paddle_server: PaddleApi,
+        sandbox: TrafficStarsSandbox,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        paddle_server.state.events.extend(purchases(3))
+        dry = run_cli(capsys, "--local", "--json", "reconcile", "--source", "paddle", "--since", "7d", "--dry-run")
+        assert dry.code == 0 and (dry.json()["listed"], len(dry.json()["would_record"])) == (3, 3)
+        assert local.record(identity(0)) is None and sandbox.state.received == []
+        done = run_cli(capsys, "--local", "--json", "reconcile", "--source", "paddle", "--since", "7d")
+        assert done.code == 0 and (done.json()["sent"], done.json()["errors"]) == (3, [])
+        record = local.record(identity(2))
+        assert record is not None and record["origin"] == "reconcile" and API_KEY not in done.out + done.err
+
+    def test_check_reads_one_event_with_the_key_and_fails_when_it_is_refused(
+        self, local: LocalRun, paddle_server: PaddleApi, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        good = run_cli(capsys, "--local", "check")
+        [line] = [row for row in good.out.splitlines() if "reconcile paddle" in row]
+        assert "OK" in line and [r.params for r in paddle_server.state.requests] == [{"per_page": ["1"]}]
+        paddle_server.state.key = "pdl_live_apikey_01rotated"
+        bad = run_cli(capsys, "--local", "check")
+        [line] = [row for row in bad.out.splitlines() if "reconcile paddle" in row]
+        assert "FAIL" in line and "invalid_token" in line and bad.code == 1 and API_KEY not in bad.out

@@ -18,7 +18,8 @@ What it relies on:
 - developer.paddle.com/api-reference/about/permissions: `{entity}.read` permissions, a missing one answered
   403 `forbidden`; errors/shared/invalid_token: a wrong or revoked key is 403 `invalid_token` (both become
   CredentialsRefused). [UNCONFIRMED] the permission that lists events is `event.read`, and whether Paddle also
-  asks `transaction.read` and `adjustment.read` for the entities the events carry (the README grants all three).
+  asks `transaction.read` and `adjustment.read` for the entities the events carry (the README says to add them
+  only when the listing is refused `forbidden`).
 - api-reference/about/rate-limiting: 240 requests a minute per IP, 429 with Retry-After (ApiClient waits).
 
 Why newest first (`order_by=id[DESC]`): a refund or chargeback adjustment happens after the transaction it
@@ -90,7 +91,8 @@ class PaddleEvents:
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list) or not all(isinstance(e, dict) and "event_id" in e for e in data):
                 raise ApiError("Paddle's events page is not a list of events")
-            pagination = page.get("meta", {}).get("pagination") if isinstance(page.get("meta"), dict) else None
+            meta = page.get("meta")
+            pagination = meta.get("pagination") if isinstance(meta, dict) else None
             pagination = pagination if isinstance(pagination, dict) else {}
             times = [_occurred(event) for event in data]
             reached_before = any(moment is not None and moment < since for moment in times)
