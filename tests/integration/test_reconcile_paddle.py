@@ -309,6 +309,12 @@ class TestTheApiPushesBack:
         assert since >= time.time() - 90 * DAY - 60
 
 
+def test_only_the_live_account_is_reconciled_not_the_sandbox_route(paddle_api: PaddleApi) -> None:
+    with pytest.raises(NotReconcilable, match="paddle-sandbox cannot be reconciled"):
+        reconciler_for(get_runtime().relay, "paddle-sandbox", time.time())
+    assert paddle_api.state.requests == []
+
+
 class TestProbe:
     """What `postback-relay check` reads: one event."""
 
