@@ -19,7 +19,7 @@ from postback_relay.core.outcome import BadRequest, Unavailable
 from postback_relay.core.reconcile import Page, Recovered, Tally, Window
 from postback_relay.platforms import SOURCES
 from postback_relay.platforms.base import WebhookSource
-from postback_relay.reconcile import lemonsqueezy, shopify, stripe, woocommerce
+from postback_relay.reconcile import lemonsqueezy, paddle, shopify, stripe, woocommerce
 from postback_relay.reconcile.api import ApiClient, ApiError
 from postback_relay.relay.orchestration import Relay
 from postback_relay.settings import Settings
@@ -173,11 +173,18 @@ def _lemonsqueezy(settings: Settings, credential: list[str], now: float) -> List
     return lemonsqueezy.LemonSqueezyOrders(api)
 
 
+def _paddle(settings: Settings, credential: list[str], now: float) -> Listing:
+    [key] = credential
+    api = ApiClient(settings.paddle_api_base, paddle.PaddleEvents.headers(key), key, settings.reconcile_max_requests)
+    return paddle.PaddleEvents(api, now)
+
+
 # Every platform with a listing, by its source name.
 PLATFORMS: dict[str, Platform] = {
     stripe.NAME: Platform((stripe.KEY_FIELD,), _stripe),
     woocommerce.NAME: Platform((woocommerce.KEY_FIELD, woocommerce.SECRET_FIELD), _woocommerce),
     shopify.NAME: Platform((shopify.TOKEN_FIELD,), _shopify),
+    paddle.NAME: Platform((paddle.KEY_FIELD,), _paddle),
     lemonsqueezy.NAME: Platform((lemonsqueezy.KEY_FIELD,), _lemonsqueezy, report_only=True),
 }
 
