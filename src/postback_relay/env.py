@@ -73,6 +73,13 @@ def currency(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def transport_allowed(scheme: str, host: str, local_mode: bool) -> bool:
+    """Whether a URL of ``scheme`` to ``host`` may carry the relay's keys and conversions: https always; plain
+    http only to loopback, in the local run (the tests' and `make run`'s emulators). The one rule behind
+    TRAFFICSTARS_URL, the platform API bases and the forward URLs; each says its own words when it refuses."""
+    return scheme == "https" or (scheme == "http" and local_mode and is_loopback(host))
+
+
 def is_loopback(host: str) -> bool:
     """localhost or a loopback address: where plain HTTP is tolerated, in the local run only."""
     if host == "localhost":

@@ -31,11 +31,11 @@ from postback_relay.env import (
     currency_reader,
     decimal,
     flag_reader,
-    is_loopback,
     optional_reader,
     read_variables,
     seconds,
     text_reader,
+    transport_allowed,
     whole,
 )
 from postback_relay.networks import trafficstars
@@ -373,7 +373,7 @@ def _api_base(raw: str, name: str, local_mode: bool) -> str:
     parts = urlsplit(url)
     if not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
         raise SettingsError(f"{name} must be a base URL such as https://api.example.com")
-    if parts.scheme == "https" or (parts.scheme == "http" and local_mode and is_loopback(parts.hostname)):
+    if transport_allowed(parts.scheme, parts.hostname, local_mode):
         return url
     raise SettingsError(f"{name} must use https (http:// only for a loopback host with LOCAL_MODE=true)")
 
@@ -415,10 +415,10 @@ def _checked_forward_url(raw: str, name: str, local_mode: bool) -> str | None:
         parts.port  # noqa: B018 - raises for a port that is not a number
     except ValueError:
         raise SettingsError(f"{name} has an invalid port: {url!r}") from None
-    if parts.scheme == "http" and not (local_mode and is_loopback(parts.hostname)):
-        raise SettingsError(f"{name} must use https (http:// only for a loopback host with LOCAL_MODE=true)")
     if parts.scheme not in ("https", "http"):
         raise SettingsError(f"{name} must use https, got {parts.scheme or 'no scheme'}")
+    if not transport_allowed(parts.scheme, parts.hostname, local_mode):
+        raise SettingsError(f"{name} must use https (http:// only for a loopback host with LOCAL_MODE=true)")
     literal = _literal_address(parts.hostname)
     if literal is not None and not local_mode and not is_public(literal):
         raise SettingsError(f"{name} points at {literal}, which is not a public address")

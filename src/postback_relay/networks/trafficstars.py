@@ -161,9 +161,7 @@ def checked_url(raw: str, local_mode: bool) -> str:
     parts = urlsplit(url)
     if parts.query or parts.fragment or not parts.hostname:
         raise env.SettingsError(f"TRAFFICSTARS_URL must be a base URL without query, like {DEFAULT_URL}")
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http" and local_mode and env.is_loopback(parts.hostname):
+    if env.transport_allowed(parts.scheme, parts.hostname, local_mode):
         return url
     raise env.SettingsError(
         "TRAFFICSTARS_URL must use https: the key and lead_code go only over HTTPS "
