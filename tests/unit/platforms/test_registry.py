@@ -74,6 +74,27 @@ def test_the_local_secret_holds_the_key_and_every_platforms_demo_secret(monkeypa
     }
 
 
+def test_the_local_secret_holds_a_reconcile_key_only_when_its_variable_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for field in defaults.reconcile_fields():
+        monkeypatch.delenv(field.upper(), raising=False)
+    assert not set(defaults.reconcile_fields()) & set(defaults.secret_values())
+    monkeypatch.setenv("STRIPE_API_KEY", "rk_test_from_the_environment")
+    monkeypatch.setenv("WOOCOMMERCE_CONSUMER_SECRET", "cs_from_the_environment")
+    values = defaults.secret_values()
+    assert (values["stripe_api_key"], values["woocommerce_consumer_secret"]) == (
+        "rk_test_from_the_environment",
+        "cs_from_the_environment",
+    )
+    assert set(defaults.reconcile_fields()) == {
+        "stripe_api_key",
+        "shopify_admin_token",
+        "woocommerce_consumer_key",
+        "woocommerce_consumer_secret",
+        "paddle_api_key",
+        "lemonsqueezy_api_key",
+    }
+
+
 def test_the_canaries_cover_every_platform_and_are_distinct() -> None:
     fields = {source.secret_field for source in ROUTED.values()}
     assert set(TEST_SOURCE_SECRETS) | {"stripe_webhook_secret"} == fields
