@@ -93,7 +93,8 @@ def main() -> None:
 
     api = LocalApi(routes, host, api_port, on_response=show)
     sweep_interval = float(env.get("SWEEP_INTERVAL_SECONDS", "10"))
-    LocalPipeline(sqs, retry_url, sweep_interval).start()
+    reconcile_interval = float(env.get("RECONCILE_INTERVAL_SECONDS", "3600"))
+    LocalPipeline(sqs, retry_url, sweep_interval, reconcile_interval).start()
     lines = [f"  {route.method:<5} {api.base_url}{route.path}" for route in routes]
     print(
         "postback-relay is running locally (Ctrl-C stops it)\n"

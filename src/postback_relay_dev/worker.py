@@ -56,28 +56,42 @@ def sweep_once() -> int:
     return int(sweep_handler({}, LocalContext(function_name="SweepFunction", timeout_s=60))["requeued"])
 
 
-class LocalPipeline:
-    """Background threads: the worker long-polls the retry queue; the sweep runs every ``sweep_interval``."""
+def reconcile_once() -> list[dict[str, Any]]:
+    """Run the scheduled reconciliation once (ReconcileFunction's handler); returns what each platform came to.
+    A platform without its read-only key in the local secret is not read."""
+    from postback_relay.handlers.reconcile import reconcile_handler
 
-    def __init__(self, sqs: Any, queue_url: str, sweep_interval: float) -> None:
+    runs: list[dict[str, Any]] = reconcile_handler({}, LocalContext(function_name="ReconcileFunction", timeout_s=900))[
+        "runs"
+    ]
+    return runs
+
+
+class LocalPipeline:
+    """Background threads: the worker long-polls the retry queue; the sweep runs every ``sweep_interval``, the
+    scheduled reconciliation every ``reconcile_interval`` (as ReconcileSchedule does in a stack)."""
+
+    def __init__(self, sqs: Any, queue_url: str, sweep_interval: float, reconcile_interval: float = 3600.0) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._sweep_interval = sweep_interval
+        self._reconcile_interval = reconcile_interval
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one invocation at a time, as one container runs them
         self._threads = [
             threading.Thread(target=self._poll, name="retry-worker", daemon=True),
             threading.Thread(target=self._sweep, name="sweep", daemon=True),
+            threading.Thread(target=self._reconcile, name="reconcile", daemon=True),
         ]
 
     def start(self) -> LocalPipeline:
-        """Start both threads; returns self."""
+        """Start the threads; returns self."""
         for thread in self._threads:
             thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop both threads (within a poll interval)."""
+        """Stop the threads (within a poll interval)."""
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
@@ -100,3 +114,15 @@ class LocalPipeline:
                     sweep_once()
             except Exception as exc:  # noqa: BLE001
                 print(f"sweep: {type(exc).__name__}: {exc}", flush=True)
+
+    def _reconcile(self) -> None:
+        while not self._stop.wait(self._reconcile_interval):
+            try:
+                with self._lock:
+                    runs = reconcile_once()
+            except Exception as exc:  # noqa: BLE001
+                print(f"reconcile: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            for run in runs:
+                found = f", {run['recovered']} recovered" if "recovered" in run else ""
+                print(f"reconcile: {run['tenant']} {run['source']} {run['result']}{found}", flush=True)

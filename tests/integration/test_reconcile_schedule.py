@@ -210,3 +210,21 @@ class TestTheFunction:
         assert points[("ReconcileCredentialsRefused", ("service",))] == [1.0]
         assert points[("ReconcileErrors", ("service", "source"))] == [1.0]
         assert TEST_KEY not in printed.getvalue() and API_KEY not in printed.getvalue()
+
+
+class TestTheLocalRun:
+    def test_make_runs_pipeline_reconciles_on_its_own_schedule(
+        self, stripe_api: StripeApi, sandbox: TrafficStarsSandbox, aws: Aws
+    ) -> None:
+        from postback_relay_dev.worker import LocalPipeline
+
+        stripe_api.state.events.extend(purchases(2, start=time.time() - SETTLE - 5 * 60))
+        pipeline = LocalPipeline(aws.sqs, aws.retry_url, sweep_interval=3600, reconcile_interval=0.2).start()
+        try:
+            deadline = time.time() + 20
+            while len(accepted_lead_codes(sandbox)) < 2 and time.time() < deadline:
+                time.sleep(0.1)
+        finally:
+            pipeline.stop()
+        assert len(accepted_lead_codes(sandbox)) == 2
+        assert aws.record("stripe#pi_00001")["origin"] == "reconcile"  # type: ignore[index]
