@@ -170,6 +170,25 @@ class TestPurchasesOlderThanTheEvents:
         assert record is not None and (record["status"], record["click_id"]) == ("sent", click(1))
         assert accepted_lead_codes(sandbox) == [lead_code("stripe#pi_00001")]
 
+    def test_a_trials_session_is_read_so_the_subscription_keeps_its_click_id(
+        self, stripe_api: StripeApi, aws: Aws
+    ) -> None:
+        trial = session(
+            1,
+            old(),
+            mode="subscription",
+            payment_intent=None,
+            invoice="in_00001",
+            subscription="sub_00001",
+            payment_status="no_payment_required",
+            amount_total=0,
+            amount_subtotal=0,
+        )
+        stripe_api.state.objects[SESSIONS].append(trial)
+        assert reconcile().listed == 1
+        record = aws.record("stripe#sub_00001:trial")
+        assert record is not None and record["click_id"] == click(1)
+
 
 class TestWhatIsNotAPurchase:
     def test_unpaid_expired_and_open_sessions_are_never_sent(

@@ -16,7 +16,12 @@ no longer name their invoice (stripe-node v18.0.0's notes: "Remove support for i
 PaymentIntent"); the link moved to InvoicePayments, whose events reconciliation does not apply. Read at
 2025-02-24.acacia, the last version before it, a refunded charge names the subscription invoice it paid (so the
 refund reaches the invoice's conversion) and an invoice's PaymentIntent names the invoice (so it is a link, not a
-second purchase), the shapes the parser reads for events of that version."""
+second purchase), the shapes the parser reads for events of that version.
+
+Not seen before the 30 days (the run's notes say the first): a dispute (a charge says only `disputed`, not
+whether it was won; the disputes' own list would need one more permission); an invoice created more than a day
+before the window and paid in it (the lists filter on `created`, Stripe has no filter on `paid_at`); a partial
+refund, which is met before its purchase and, as its webhook would be then, not kept (the sale stands)."""
 
 from __future__ import annotations
 
