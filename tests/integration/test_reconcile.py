@@ -211,10 +211,22 @@ class TestTheApiPushesBack:
         with pytest.raises(NotReconcilable, match="stripe_api_key"):
             reconciler_for(get_runtime().relay, "stripe", time.time())
 
-    def test_a_window_beyond_stripes_30_days_is_said(self, stripe_api: StripeApi) -> None:
+    def test_a_window_beyond_stripes_30_days_is_said_and_read_from_the_objects_before_them(
+        self, stripe_api: StripeApi
+    ) -> None:
         tally = reconcile(since=time.time() - 45 * 86_400)
-        assert tally.notes == ["Stripe keeps events for 30 days: the part of the window before that was not listed"]
+        assert tally.notes == [
+            "Stripe keeps events for 30 days: the events before that were not available",
+            "the part of the window before that was read from its Charges (refunds), Checkout Sessions, "
+            "Invoices and PaymentIntents; a dispute opened there is not seen",
+        ]
         assert int(stripe_api.state.requests[0]["created[gte]"][0]) >= time.time() - 30 * 86_400 - 60
+        assert stripe_api.state.paths[1:] == [
+            "/v1/charges",
+            "/v1/checkout/sessions",
+            "/v1/invoices",
+            "/v1/payment_intents",
+        ]  # tests/integration/test_reconcile_stripe_history.py: what they recover
 
 
 def test_the_window_ends_at_the_settle_time() -> None:
