@@ -8,7 +8,8 @@ holds the lease; after every step:
 3. nothing is stranded: once a run has finished a window, every purchase that existed then, created from the
    first window's start to that window's end, has been sent, its webhook delivered or not (a purchase whose
    timestamp lags behind a finished window is the next window's, by the overlap);
-4. a run never reconciles beside another that holds an unexpired lease (it finds the platform busy).
+4. a run never reconciles beside another that holds an unexpired lease (it finds the platform busy), and a run
+   with all its time, a key the API accepts and no lease held finishes its window.
 
 Pages are two events long here, so windows span several pages and every cut and crash lands between two of
 them. Real parts: the relay in-process, moto server, the local Stripe API and the HTTPS TrafficStars sandbox."""
@@ -26,7 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from postback_relay.aws.reconcile_state import ReconcileStates, state_key
 from postback_relay.core.conversion import lead_code
 from postback_relay.reconcile import stripe as stripe_listing
-from postback_relay.relay.reconcile_schedule import STOP_SECONDS, reconcile_all
+from postback_relay.relay.reconcile_schedule import STOP_SECONDS, ScheduledRun, reconcile_all
 from postback_relay.runtime import get_runtime, reset_runtime
 from postback_relay_dev.resources import create_queues, create_table, put_secret
 from postback_relay_dev.sandbox import TrafficStarsSandbox
@@ -138,7 +139,10 @@ def test_no_interleaving_of_runs_cuts_and_crashes_loses_or_repeats_a_purchase(
 
         def _run_for(self, pages: int | None) -> None:
             budget = iter([900.0, 900.0, *([900.0] * ((pages or 10_000) - 1))])
-            self._run(lambda: next(budget, STOP_SECONDS - 1), f"run-{self.runs}")
+            run = self._run(lambda: next(budget, STOP_SECONDS - 1), f"run-{self.runs}")
+            free = self.now >= self.lease_until and not stripe_server.state.expired
+            if pages is None and free and run.result not in ("reconciled", "idle"):
+                self.problems.append(f"a run with all its time, a good key and no lease held ended {run.result}")
 
         @rule(after=st.integers(min_value=0, max_value=3), interval=INTERVALS)
         def a_run_crashes(self, after: int, interval: float) -> None:
@@ -163,7 +167,7 @@ def test_no_interleaving_of_runs_cuts_and_crashes_loses_or_repeats_a_purchase(
             finally:
                 del runtime.reconcile_states.save
 
-        def _run(self, time_left: Any, owner: str) -> None:
+        def _run(self, time_left: Any, owner: str) -> ScheduledRun:
             self.runs += 1
             runtime = get_runtime()
             runs = reconcile_all(runtime.tenants, runtime.reconcile_states, owner, self.now, time_left)
@@ -178,6 +182,7 @@ def test_no_interleaving_of_runs_cuts_and_crashes_loses_or_repeats_a_purchase(
             if run.result == "reconciled" and run.window is not None and self.first_start is not None:
                 start, end = self.first_start, run.window.until
                 self.must_be_sent |= {code for code, (created, _) in self.purchases.items() if start <= created <= end}
+            return run
 
         def _deliver(self, event: dict[str, Any]) -> None:
             self.invoke.stripe(json.dumps(event).encode(), TEST_STRIPE_SECRET)
