@@ -7,7 +7,7 @@
   run that ran out of Lambda time, or met an error, is resumed where it stopped, with no gap and no page
   listed twice;
 - a **lease** (owner and expiry): taken by one conditional write, so two runs never reconcile one platform at
-  once (a schedule firing while the last run is still going, or an operator's run beside it). A run that
+  once (a schedule firing while the last run is still going). A run that
   crashed holds its lease only until it expires, the function's timeout; the next run then resumes its window.
 
 Every write after the lease's is conditional on still holding it, so a run that lost its lease (it outlived

@@ -6,8 +6,8 @@ Reconciler as `postback-relay reconcile`.
 Why a watermark, a cursor and a lease (aws/reconcile_state.py): a run covers only what the last one did not,
 so an hourly schedule costs a page or two per platform; the cursor is saved after every page, so a window too
 big for one Lambda run (a first run after an outage, a budget spent, an API down) is resumed by the next run
-where this one stopped, never skipped past and never re-listed from its start; the lease keeps two runs (the
-schedule firing while a long run still goes, or an operator's) off one platform at once. Correctness does not
+where this one stopped, never skipped past and never re-listed from its start; the lease keeps two scheduled
+runs (the schedule firing while a long run still goes) off one platform at once. Correctness does not
 hang on any of it: a page listed twice only finds its purchases already recorded, since every recovered
 purchase is claimed under its webhook's identity."""
 
