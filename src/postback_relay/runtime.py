@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from postback_relay.aws.reconcile_state import ReconcileStates
 from postback_relay.core.tenant import TenantConfig
 from postback_relay.relay import Relay
 from postback_relay.relay.tenants import Tenants
 from postback_relay.settings import Settings
+
+if TYPE_CHECKING:
+    from postback_relay.aws.reconcile_state import ReconcileStates
 
 
 class Runtime(NamedTuple):
@@ -74,6 +76,7 @@ def build_runtime(
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
     from botocore.config import Config
 
+    from postback_relay.aws.reconcile_state import ReconcileStates
     from postback_relay.aws.secrets import SecretStore
     from postback_relay.aws.store import ConversionStore
     from postback_relay.networks.trafficstars import TrafficStarsClient
