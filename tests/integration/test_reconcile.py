@@ -310,13 +310,20 @@ class TestTheCommand:
         result = run_cli(capsys, "--local", "reconcile", "--source", "stripe", "--since", "24h")
         assert result.code == 2 and "stripe_api_key" in result.err
 
-    def test_check_reads_the_api_once_with_the_key_and_says_when_it_is_refused(
+    def test_check_reads_one_item_of_each_list_with_the_key_and_says_when_it_is_refused(
         self, local: LocalRun, stripe_server: StripeApi, capsys: pytest.CaptureFixture[str]
     ) -> None:
         good = run_cli(capsys, "--local", "check")
         assert "reconcile stripe" in good.out, good.out
         [line] = [row for row in good.out.splitlines() if "reconcile stripe" in row]
-        assert "OK" in line and [r.get("limit") for r in stripe_server.state.requests] == [["1"]]
+        assert "OK" in line and [r.get("limit") for r in stripe_server.state.requests] == [["1"]] * 5
+        assert stripe_server.state.paths == [
+            "/v1/events",
+            "/v1/charges",
+            "/v1/checkout/sessions",
+            "/v1/invoices",
+            "/v1/payment_intents",
+        ]
         stripe_server.state.expired = True
         bad = run_cli(capsys, "--local", "check")
         [line] = [row for row in bad.out.splitlines() if "reconcile stripe" in row]

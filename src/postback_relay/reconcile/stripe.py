@@ -126,8 +126,12 @@ class StripeEvents:
         return []
 
     def probe(self) -> None:
-        """One event, the cheapest read the key's Events permission allows."""
+        """One item of each list a run may read (events, then each object list), the cheapest reads that prove
+        every permission the README asks for: a key lacking one is refused here, not in the first run that
+        reaches past the 30 days."""
         self._api.get_json("/v1/events", [("limit", "1")])
+        for listed in OBJECT_LISTS:
+            self._api.get_json(listed.path, [("limit", "1")])
 
     def pages(self, window: Window, cursor: str | None = None) -> Iterator[Page]:
         """The window's pages: its last 30 days from the events, newest first as Stripe lists them (a refund or
