@@ -125,10 +125,10 @@ class ReconcileStates:
             raise StateUnavailable(f"cannot write {key}: {describe(exc)}") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The state item as stored (operators and tests)."""
+        """The state item as stored (operators and tests), by the operators' read (`reads.get`)."""
+        from postback_relay.aws import reads
+
         try:
-            response = self._client.get_item(TableName=self._table, Key={"pk": {"S": key}}, ConsistentRead=True)
+            return reads.get(self._client, self._table, key)
         except (ClientError, BotoCoreError) as exc:
             raise StateUnavailable(f"cannot read {key}: {describe(exc)}") from None
-        item = response.get("Item")
-        return from_item(item) if item else None
