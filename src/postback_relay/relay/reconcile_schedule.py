@@ -19,11 +19,10 @@ from typing import Any, Literal, NamedTuple
 from aws_lambda_powertools import Logger
 
 from postback_relay.aws.reconcile_state import ReconcileStates, StateUnavailable, state_key
-from postback_relay.aws.secrets import SecretKeyMissing
 from postback_relay.core.outcome import Unavailable
 from postback_relay.core.reconcile import Tally, Window, scheduled_window
 from postback_relay.relay.orchestration import Relay
-from postback_relay.relay.reconciling import PLATFORMS, NotReconcilable, reconciler_for
+from postback_relay.relay.reconciling import PLATFORMS, KeyMissing, NotReconcilable, Reconciler, reconciler_for
 from postback_relay.relay.tenants import Tenants
 
 logger = Logger(child=True)
@@ -63,39 +62,37 @@ def reconcile_all(
         targets = [(tenants.default, None)]
     for relay, sources in targets:
         for name in PLATFORMS:
-            if (sources is not None and name not in sources) or not _configured(relay, name):
+            if sources is not None and name not in sources:
+                continue
+            # A platform whose key is not in the tenant's secret is not reconciled, which is no fault; a key
+            # there with its store URL missing is one, and a secret that cannot be read fails the run and says so.
+            try:
+                reconciler = reconciler_for(relay, name, now)
+            except KeyMissing:
+                continue
+            except NotReconcilable as exc:
+                runs.append(ScheduledRun(relay.tenant, name, "not_reconcilable", message=str(exc)))
+                continue
+            except Unavailable as exc:
+                runs.append(ScheduledRun(relay.tenant, name, "failed", message=str(exc)))
                 continue
             if time_left() < STOP_SECONDS:
                 logger.info("reconcile time spent", extra={"tenant": relay.tenant, "source": name})
                 return runs
-            runs.append(_reconcile(relay, name, states, owner, now, time_left))
+            runs.append(_reconcile(relay, name, reconciler, states, owner, now, time_left))
     return runs
 
 
-def _configured(relay: Relay, name: str) -> bool:
-    """Whether the tenant's secret holds the platform's read-only key: a platform without one is not
-    reconciled, which is no fault. A secret that cannot be read counts as configured, so its run fails and
-    says so rather than falling silent."""
-    try:
-        for field in PLATFORMS[name].fields:
-            relay.credential(field)
-    except SecretKeyMissing:
-        return False
-    except Unavailable:
-        return True
-    return True
-
-
 def _reconcile(
-    relay: Relay, name: str, states: ReconcileStates, owner: str, now: float, time_left: Callable[[], float]
+    relay: Relay,
+    name: str,
+    reconciler: Reconciler,
+    states: ReconcileStates,
+    owner: str,
+    now: float,
+    time_left: Callable[[], float],
 ) -> ScheduledRun:
     tenant, key = relay.tenant, state_key(relay.tenant, name)
-    try:
-        reconciler = reconciler_for(relay, name, now)
-    except NotReconcilable as exc:
-        return ScheduledRun(tenant, name, "not_reconcilable", message=str(exc))
-    except Unavailable as exc:
-        return ScheduledRun(tenant, name, "failed", message=str(exc))
     try:
         place = states.lease(key, owner, now, time_left() + LEASE_MARGIN_SECONDS)
         if place is None:

@@ -132,6 +132,11 @@ class NotReconcilable(Exception):
     """A platform reconciliation cannot serve (yet), or one whose read-only key is not in the secret."""
 
 
+class KeyMissing(NotReconcilable):
+    """The platform's read-only key is not in the secret: the platform is not reconciled, which the scheduled
+    run takes as no fault (only a key that is there and a setting missing beside it is one)."""
+
+
 class Platform(NamedTuple):
     """A platform reconciliation reads: the keys of its read-only credential in the relay's secret, how its
     listing is built from them (its API base from the settings, the run's request budget), and whether its
@@ -205,5 +210,5 @@ def listing_for(settings: Settings, credential: Callable[[str], str], source_nam
     try:
         values = [credential(field) for field in platform.fields]
     except SecretKeyMissing as exc:
-        raise NotReconcilable(f"{exc}: add the platform's read-only key (README, Reconciliation)") from None
+        raise KeyMissing(f"{exc}: add the platform's read-only key (README, Reconciliation)") from None
     return platform.build(settings, values, now)
