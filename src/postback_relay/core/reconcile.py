@@ -75,7 +75,8 @@ class Tally:
     recovered: Counter[str] = field(default_factory=Counter)
     reversals: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # "<code>: <what was said>", as the summary prints them
+    error_codes: list[str] = field(default_factory=list)  # the code of each, for the metrics and the state item
     would_record: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the window could not cover, and why
     pages: int = 0
@@ -100,10 +101,16 @@ class Tally:
         else:
             self.recovered[outcome.status] += 1
 
+    def fail(self, code: str, message: str) -> None:
+        """Count an error that ended the run: ``code`` is low-cardinality (credentials_refused, budget_spent,
+        store_unavailable, …), ``message`` what was said (never a key: the API client scrubs it)."""
+        self.errors.append(f"{code}: {message}")
+        self.error_codes.append(code)
+
     @property
     def credentials_refused(self) -> bool:
         """Whether the platform refused the read-only key (wrong, expired, or lacking a permission)."""
-        return any(error.startswith("credentials_refused:") for error in self.errors)
+        return "credentials_refused" in self.error_codes
 
     @property
     def sent(self) -> int:

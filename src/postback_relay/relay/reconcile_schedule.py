@@ -141,5 +141,5 @@ def _summary(window: Window, tally: Tally) -> dict[str, Any]:
         "recovered": sum(tally.recovered.values()),
         "sent": tally.sent,
         "pages": tally.pages,
-        "errors": [error.partition(":")[0] for error in tally.errors],
+        "errors": list(tally.error_codes),
     }

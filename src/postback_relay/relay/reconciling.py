@@ -98,7 +98,7 @@ class Reconciler:
                 if tally.cursor is not None and stop is not None and stop():
                     break
         except ApiError as exc:
-            tally.errors.append(f"{exc.code}: {exc}")
+            tally.fail(exc.code, str(exc))
             logger.warning("reconcile listing failed", extra={"source": self._source.name, "error": exc.code})
         return self._ended(tally)
 
@@ -111,7 +111,7 @@ class Reconciler:
             tally.ignored["malformed"] += 1
             logger.warning("reconcile event malformed", extra={"source": self._source.name, "reason": str(exc)})
         except Unavailable as exc:
-            tally.errors.append(f"store_unavailable: {exc}")
+            tally.fail("store_unavailable", str(exc))
             return False
         return True
 
